@@ -1,0 +1,309 @@
+"""The run configuration: a typed dataclass tree, loaded from YAML, overridden by dotted args.
+
+``thrifty train configs/mini-gptbert.yaml train.lr=1e-3 objective.name=masked_lm``. Every field
+has an attribute docstring; unknown keys and wrong types are errors that name the dotted key and
+suggest the closest valid one. Units are in the names (``seq_len`` tokens, ``max_words`` words).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from thrifty.errors import UserError
+from thrifty.registry import suggest
+
+# Named model sizes: (d_model, n_layers, n_heads). d_ff follows the SwiGLU 8/3 rule.
+MODEL_SIZES: dict[str, tuple[int, int, int]] = {
+    "nano": (64, 2, 2),
+    "mini": (256, 4, 4),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+}
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    size: Literal["nano", "mini", "small", "base"] = "mini"
+    """Named size preset; explicit d_model / n_layers / n_heads / d_ff override it."""
+    d_model: int | None = None
+    """Width of the residual stream (None: from `size`)."""
+    n_layers: int | None = None
+    """Number of transformer blocks (None: from `size`)."""
+    n_heads: int | None = None
+    """Attention heads; d_model must be divisible by it (None: from `size`)."""
+    d_ff: int | None = None
+    """SwiGLU hidden width (None: 8/3 · d_model rounded up to a multiple of 32)."""
+    vocab_size: int | None = None
+    """Vocabulary size (None: taken from the prepared dataset's tokenizer)."""
+    max_seq_len: int = 512
+    """Longest sequence the RoPE tables are built for."""
+    rope_theta: float = 10000.0
+    """RoPE base frequency."""
+    norm_eps: float = 1e-5
+    """RMSNorm epsilon."""
+    init_std: float = 0.02
+    """Std of the normal init; output projections are scaled by 1/sqrt(2·n_layers)."""
+    linear: dict = field(default_factory=lambda: {"name": "dense"})
+    """Parameterization of every block linear layer (a LINEARS member)."""
+
+    def __post_init__(self) -> None:
+        d, n_layers, n_heads = MODEL_SIZES[self.size]
+        self.d_model = self.d_model or d
+        self.n_layers = self.n_layers or n_layers
+        self.n_heads = self.n_heads or n_heads
+        self.d_ff = self.d_ff or 32 * -(-8 * self.d_model // 3 // 32)
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise UserError(
+                f"model.d_model={self.d_model} must split into model.n_heads={self.n_heads} "
+                "heads of even width"
+            )
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    path: str = "data/babylm-1m"
+    """Prepared dataset folder (made by `thrifty prepare`)."""
+    seq_len: int = 128
+    """Tokens per training window (the model sees seq_len+1 ids per row for shifting)."""
+    sampler: dict = field(default_factory=lambda: {"name": "uniform"})
+    """Which windows the loop sees, in which order (a SAMPLERS member)."""
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    batch_size: int = 32
+    """Sequences per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    optimizer: Literal["adamw", "lamb"] = "adamw"
+    """AdamW (decoupled weight decay) or LAMB as in GPT-BERT."""
+    lr: float = 3e-3
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    """Learning-rate schedule after warmup."""
+    warmup_steps: int = 100
+    """Linear warmup steps."""
+    decay_fraction: float = 0.2
+    """WSD only: fraction of the run spent in the final linear decay."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """Adam betas."""
+    eps: float = 1e-8
+    """Adam epsilon."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay."""
+    decay_norms_and_embeddings: bool = False
+    """Also decay RMSNorm gains and embeddings (off: the usual practice)."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (0 disables)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps."""
+    max_tokens: int | None = None
+    """Stop after this many training tokens."""
+    max_words: int | None = None
+    """Stop after this many words (tokens × words-per-token of the dataset)."""
+    max_epochs: float | None = None
+    """Stop after this many passes over the training split."""
+    eval_every: int = 100
+    """Validation loss every N steps (0: only at the end)."""
+    eval_batches: int = 20
+    """Micro-batches of the validation split per evaluation."""
+    log_every: int = 10
+    """Console line and metrics.jsonl row every N steps."""
+    checkpoint_every: int = 200
+    """Save a checkpoint every N steps (0: only at the end and at word marks)."""
+    keep_last: int = 3
+    """Step checkpoints to keep; word-mark checkpoints are always kept."""
+    babylm_marks: bool = False
+    """Also checkpoint at BabyLM's word marks (every 1M words to 10M, every 10M to 100M)."""
+    seed: int = 0
+    """Seed for init, data order and masking."""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """auto: bf16 autocast on CUDA, fp32 on CPU."""
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+    peak_flops: float | None = None
+    """Hardware peak FLOP/s for MFU (None: measured with a matmul at start on CPU)."""
+
+    def __post_init__(self) -> None:
+        limits = (self.max_steps, self.max_tokens, self.max_words, self.max_epochs)
+        if all(x is None for x in limits):
+            raise UserError(
+                "train: set one of max_steps, max_tokens, max_words, max_epochs"
+            )
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    blimp_data: str | None = None
+    """Folder of BLiMP *.jsonl[.gz] scored at the end of training (None: skip)."""
+    backend: Literal["auto", "causal", "mntp", "mlm"] = "auto"
+    """Scoring backend; auto picks from the objective."""
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    name: str = "run"
+    """Run name; the run folder is <runs_dir>/<name>."""
+    runs_dir: str = "runs"
+    """Folder that holds run folders."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: dict = field(default_factory=lambda: {"name": "causal_lm"})
+    """Training objective (an OBJECTIVES member) and its settings."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=1000))
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+# ---------------------------------------------------------------- dict <-> dataclass
+
+
+def _check_value(tp: Any, value: Any, where: str) -> Any:
+    """Return ``value`` converted to ``tp`` or raise a UserError naming ``where``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(arg, value, where)
+            except UserError as e:
+                errors.append(str(e))
+        raise errors[0] if len(errors) == 1 else UserError(f"{where}: bad value {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            allowed = ", ".join(map(str, typing.get_args(tp)))
+            raise UserError(f"{where}: {value!r} is not one of {allowed}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise UserError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_check_value(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise UserError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict, where: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are UserErrors."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise UserError(f"unknown config key {path!r}{suggest(key, names)}")
+        kwargs[key] = _check_value(hints[key], value, path)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field is missing
+        raise UserError(f"{where or cls.__name__}: {e}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML-safe data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set ``a.b.c=value`` pairs in a nested dict; values are parsed with yaml.safe_load."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} must look like key.path=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config (or defaults when ``path`` is None), apply overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: the top level must be a mapping")
+    cfg = from_dict(RunConfig, apply_overrides(data, list(overrides)))
+    validate_plugins(cfg)
+    return cfg
+
+
+def validate_plugins(cfg: RunConfig) -> None:
+    """Check the registry sections (objective, linear, sampler) against their Config classes."""
+    from thrifty.data.samplers import SAMPLERS
+    from thrifty.models.linear import LINEARS
+    from thrifty.objectives import OBJECTIVES
+
+    OBJECTIVES.config(cfg.objective, "objective")
+    LINEARS.config(cfg.model.linear, "model.linear")
+    SAMPLERS.config(cfg.data.sampler, "data.sampler")
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass (the string literal after each field)."""
+    tree = ast.parse(inspect.getsource(cls).lstrip())
+    docs, body = {}, tree.body[0].body
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = str(nxt.value.value)
+    return docs

@@ -1,0 +1,1 @@
+"""Models: the Llama-layout transformer and its swappable linear layers."""

@@ -1,0 +1,24 @@
+"""``causal_lm``: next-token prediction with a causal mask (GPT; Radford et al. 2018)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, token_loss
+
+
+@OBJECTIVES.register("causal_lm")
+class CausalLM(Objective):
+    default_backend = "causal"
+
+    @dataclass(kw_only=True)
+    class Config:
+        z_loss: float = 0.0
+        """Weight of the squared log-partition penalty (PaLM's z-loss)."""
+
+    def __call__(self, batch: Batch) -> Output:
+        hidden = self.model(batch.ids[:, :-1], causal=True)
+        loss, per_row, metrics = token_loss(
+            self.model, hidden, batch.ids[:, 1:], batch.weights, self.cfg.z_loss
+        )
+        return Output(loss, {"loss": loss.item(), "accuracy": metrics["accuracy"]}, per_row)

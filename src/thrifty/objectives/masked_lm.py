@@ -1,0 +1,41 @@
+"""``masked_lm``: BERT's masked-token prediction with bidirectional attention (Devlin et al. 2019).
+
+Position t predicts the token masked at t. The loss averages over masked positions only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_loss
+from thrifty.objectives.masking import Masking, mask_tokens
+
+
+@OBJECTIVES.register("masked_lm")
+class MaskedLM(Objective):
+    default_backend = "mlm"
+
+    @dataclass(kw_only=True)
+    class Config:
+        mask_rate: float = 0.15
+        """Share of tokens chosen for prediction."""
+        masking: Masking = field(default_factory=lambda: Masking(span=False))
+        """Token or span masking and the 80/10/10 split."""
+        z_loss: float = 0.0
+        """Weight of the squared log-partition penalty."""
+
+    def head_fraction(self) -> float:
+        return self.cfg.mask_rate
+
+    def __call__(self, batch: Batch) -> Output:
+        ids = batch.ids[:, :-1]
+        corrupted, chosen = mask_tokens(
+            ids, self.cfg.mask_rate, self.cfg.masking, self.model.cfg.vocab_size, self.generator
+        )
+        targets = ids.masked_fill(~chosen, IGNORE)
+        hidden = self.model(corrupted, causal=False)
+        loss, per_row, metrics = token_loss(
+            self.model, hidden, targets, batch.weights, self.cfg.z_loss
+        )
+        out = {"loss": loss.item(), "mlm_accuracy": metrics["accuracy"]}
+        return Output(loss, out, per_row)
