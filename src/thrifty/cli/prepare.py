@@ -1,0 +1,123 @@
+"""`thrifty prepare`: turn text sources into a prepared dataset folder within a word budget."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from thrifty.cli.numbers import parse_count
+from thrifty.errors import UserError
+
+
+def _count(text: str) -> int:
+    # argparse reports ArgumentTypeError as a usage error naming the option
+    try:
+        return parse_count(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `prepare` on the `thrifty` subcommand parsers."""
+    p = subparsers.add_parser(
+        "prepare",
+        help="select words within a budget, train a tokenizer, write token files",
+        description="Turn text sources into a prepared dataset folder: tokenizer.json, "
+        "train.bin/valid.bin, docs.idx/valid.idx and manifest.json (with the ledger).",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="a folder (.txt/.train/.dev/.test[.gz], recursive), a file, a .jsonl[.gz], "
+        "or hf:OWNER/NAME[:CONFIG][@SPLIT]",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="dataset folder to create"
+    )
+    p.add_argument(
+        "--budget-words",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="words to select, e.g. 10M or 10_000_000 (default: all words)",
+    )
+    p.add_argument(
+        "--selection",
+        choices=("prefix", "sample"),
+        default="sample",
+        help="prefix: first words in source order; sample: seeded, proportional per source",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed for sampling and the valid split"
+    )
+    p.add_argument(
+        "--vocab-size", type=_count, default=8192, metavar="N", help="BPE vocabulary size"
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.01,
+        metavar="F",
+        help="share of words held out for validation, as whole documents",
+    )
+    p.add_argument(
+        "--max-doc-words",
+        type=_count,
+        default=512,
+        metavar="N",
+        help="longer lines are split at whitespace into documents of at most N words",
+    )
+    p.add_argument(
+        "--text-field", default="text", metavar="NAME", help="JSONL / hub field holding the text"
+    )
+    p.add_argument(
+        "--errors",
+        choices=("strict", "replace"),
+        default="strict",
+        help="undecodable bytes: stop with an error, or replace them (one warning per file)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="reuse this tokenizer.json (or a prepared dataset's) instead of training one",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from thrifty.data.prepare import prepare  # tokenizers / numpy load only when needed
+
+    start = time.perf_counter()
+    manifest = prepare(
+        args.sources,
+        args.out,
+        budget_words=args.budget_words,
+        selection=args.selection,
+        seed=args.seed,
+        vocab_size=args.vocab_size,
+        valid_fraction=args.valid_fraction,
+        max_doc_words=args.max_doc_words,
+        text_field=args.text_field,
+        errors=args.errors,
+        tokenizer_path=args.tokenizer,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        words, tokens, docs = manifest["words"], manifest["tokens"], manifest["documents"]
+        print(f"prepared {args.out} in {time.perf_counter() - start:.1f} s")
+        for split in ("train", "valid"):
+            print(
+                f"  {split}: {words[split]:,} words, {tokens[split]:,} tokens, "
+                f"{docs[split]:,} documents"
+            )
+        print(f"  vocab {manifest['vocab_size']:,}, dtype {manifest['dtype']}")
+    return 0

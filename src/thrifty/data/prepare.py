@@ -1,0 +1,292 @@
+"""Sources -> a prepared dataset folder: selected words, tokenizer, token files, manifest, ledger.
+
+Three streaming passes over the sources: count the words of every document; train the
+tokenizer on the selected training documents; encode the selected documents. In between,
+``budget.select_prefix`` / ``select_sample`` decide how many words of each document to keep so the
+total is exactly the budget, and ``split_valid`` holds out whole documents for validation.
+Everything is written into ``<out>.tmp-<pid>/`` and renamed to ``out`` only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from tokenizers import Tokenizer
+
+from thrifty import __version__
+from thrifty.data.budget import (
+    Ledger,
+    select_prefix,
+    select_sample,
+    split_valid,
+    write_text_atomic,
+)
+from thrifty.data.corpus import SourceScan, resolve_source, scan, truncate_words
+from thrifty.data.tokenizer import (
+    MIN_VOCAB,
+    SPECIAL_IDS,
+    load_tokenizer,
+    tokenizer_sha256,
+    train_tokenizer,
+)
+from thrifty.data.tokens import FORMAT, MANIFEST_FILE, SPLIT_FILES, TokenWriter, load_manifest
+from thrifty.errors import UserError
+
+__all__ = ["FORMAT", "MANIFEST_FILE", "load_manifest", "prepare"]
+
+_BATCH_CHARS = 1 << 22  # texts per encode_batch call: enough to keep every core busy
+
+
+def prepare(
+    sources: list[str | Path],
+    out: Path,
+    *,
+    budget_words: int | None,
+    selection: str = "sample",
+    seed: int = 0,
+    vocab_size: int = 8192,
+    valid_fraction: float = 0.01,
+    max_doc_words: int = 512,
+    text_field: str = "text",
+    errors: str = "strict",
+    tokenizer_path: Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prepare ``sources`` into the dataset folder ``out`` and return its manifest."""
+    _check_settings(sources, budget_words, selection, valid_fraction, vocab_size)
+    out = Path(out)
+    _check_out(out, overwrite)
+    settings = {"max_doc_words": max_doc_words, "valid_fraction": valid_fraction}
+    settings |= {"text_field": text_field, "errors": errors}
+    ledger = Ledger(
+        budget_words=budget_words,
+        selection="all" if budget_words is None else selection,
+        seed=seed,
+    )
+    with Progress(console=Console(stderr=True), disable=not progress) as bar:
+        scans = _scan_sources(sources, text_field, max_doc_words, errors, bar)
+        doc_words = [s.doc_words for s in scans]
+        if budget_words is None:
+            take = [w.copy() for w in doc_words]
+        elif selection == "prefix":
+            take = select_prefix(doc_words, budget_words)
+        else:
+            take = select_sample(doc_words, budget_words, seed)
+        valid = split_valid(take, valid_fraction, seed)
+        passes = _Passes(scans, take, valid, max_doc_words, errors, bar)
+        tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir(parents=True)
+            manifest = _build(tmp, passes, vocab_size, tokenizer_path, ledger, settings)
+            _commit(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # never leave half a dataset behind
+            raise
+    return manifest
+
+
+def _build(
+    folder: Path,
+    passes: _Passes,
+    vocab_size: int,
+    tokenizer_path: Path | None,
+    ledger: Ledger,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Write tokenizer, token files and manifest into ``folder``; return the manifest."""
+    tok, ledger.tokenizer = _tokenizer(passes, vocab_size, tokenizer_path)
+    tok.save(str(folder / "tokenizer.json"))
+    counts = _write_tokens(passes, tok, folder)
+    ledger.sources = passes.ledger_sources()
+    ledger.prepared_words = counts["words"]
+    manifest = {
+        "format": FORMAT,
+        "dtype": counts["dtype"],
+        "vocab_size": tok.get_vocab_size(),
+        "special_tokens": dict(SPECIAL_IDS),
+        "bos_per_document": True,
+        "tokens": counts["tokens"],
+        "words": counts["words"],
+        "documents": counts["documents"],
+        "files": {split: list(names) for split, names in SPLIT_FILES.items()},
+        "settings": settings,
+        "truncated": passes.truncated(),
+        "ledger": ledger.to_dict(),
+        "created_by": f"thrifty {__version__}",
+    }
+    write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _check_settings(
+    sources: list[str | Path],
+    budget_words: int | None,
+    selection: str,
+    valid_fraction: float,
+    vocab_size: int,
+) -> None:
+    if not sources:
+        raise UserError("no sources given")
+    if budget_words is not None and budget_words < 1:
+        raise UserError(f"budget_words must be positive, got {budget_words}")
+    if selection not in ("prefix", "sample"):
+        raise UserError(f"selection must be 'prefix' or 'sample', got {selection!r}")
+    if not 0 <= valid_fraction < 1:
+        raise UserError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+    if vocab_size < MIN_VOCAB:  # fail before the long passes, not after
+        raise UserError(f"vocab_size must be at least {MIN_VOCAB}, got {vocab_size}")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if (out / MANIFEST_FILE).is_file():
+        if not overwrite:
+            raise UserError(f"{out}: a prepared dataset is already here; pass --overwrite")
+    elif any(out.iterdir()):
+        raise UserError(f"{out}: folder is not empty and not a prepared dataset; not replacing it")
+
+
+def _scan_sources(
+    specs: list[str | Path], text_field: str, max_doc_words: int, errors: str, bar: Progress
+) -> list[SourceScan]:
+    per_spec = [resolve_source(spec, text_field) for spec in specs]
+    task = bar.add_task("counting words", total=sum(len(s) for s in per_spec))
+    scans = []
+    for spec, sources in zip(specs, per_spec, strict=True):
+        found = []
+        for source in sources:
+            found.append(scan(source, max_doc_words, errors))
+            bar.advance(task)
+        if sum(s.words for s in found) == 0:
+            raise UserError(f"{spec}: no words (every line is empty)")
+        scans.extend(found)
+    return scans
+
+
+class _Passes:
+    """Re-reads the sources and yields the selected documents, (text, is_valid)."""
+
+    def __init__(
+        self,
+        scans: list[SourceScan],
+        take: list[np.ndarray],
+        valid: list[np.ndarray],
+        max_doc_words: int,
+        errors: str,
+        bar: Progress,
+    ) -> None:
+        self.scans, self.take, self.valid = scans, take, valid
+        self.max_doc_words, self.errors, self.bar = max_doc_words, errors, bar
+        self.words = {
+            "train": sum(int(t[~v].sum()) for t, v in zip(take, valid, strict=True)),
+            "valid": sum(int(t[v].sum()) for t, v in zip(take, valid, strict=True)),
+        }
+        self.train_docs = sum(int(((t > 0) & ~v).sum()) for t, v in zip(take, valid, strict=True))
+
+    def ledger_sources(self) -> list[dict[str, Any]]:
+        return [
+            {"path": s.source.name, "sha256": s.sha256, "words_total": s.words}
+            | {"words_used": int(t.sum())}
+            for s, t in zip(self.scans, self.take, strict=True)
+        ]
+
+    def truncated(self) -> list[dict[str, Any]]:
+        """Which documents were cut so that the total is exactly the budget."""
+        cut = []
+        for s, t in zip(self.scans, self.take, strict=True):
+            for i in np.flatnonzero((t > 0) & (t < s.doc_words)):
+                cut.append({"path": s.source.name, "document": int(i), "words": int(t[i])})
+        return cut
+
+    def documents(self, description: str, train_only: bool) -> Iterator[tuple[str, bool]]:
+        total = self.words["train"] + (0 if train_only else self.words["valid"])
+        task = self.bar.add_task(description, total=total)
+        for scan_, take, valid in zip(self.scans, self.take, self.valid, strict=True):
+            chosen = np.flatnonzero(take)
+            if len(chosen) == 0:
+                continue
+            last = int(chosen[-1])
+            for i, doc in enumerate(
+                scan_.source.documents(self.max_doc_words, self.errors, warn=False)
+            ):
+                if i >= len(take) or doc.words != scan_.doc_words[i]:
+                    raise UserError(f"{scan_.source.name}:{doc.line}: changed while being read")
+                n = int(take[i])
+                if n and not (train_only and valid[i]):
+                    yield (
+                        (doc.text if n == doc.words else truncate_words(doc.text, n)),
+                        bool(valid[i]),
+                    )
+                    self.bar.advance(task, n)
+                if i == last:
+                    break
+            else:  # the source ended before its last selected document
+                raise UserError(f"{scan_.source.name}: changed while being read")
+
+
+def _tokenizer(
+    passes: _Passes, vocab_size: int, path: Path | None
+) -> tuple[Tokenizer, dict[str, Any]]:
+    """Train on the training documents, or reuse ``path``; also the ledger's record of it."""
+    if path is None:
+        texts = (text for text, _ in passes.documents("training tokenizer", train_only=True))
+        tok = train_tokenizer(texts, vocab_size, length=passes.train_docs)
+        trained_on = passes.words["train"]
+        record: dict[str, Any] = {}
+    else:
+        tok = load_tokenizer(path)
+        trained_on = 0  # unknown, unless it comes from another prepared dataset
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        if (folder / MANIFEST_FILE).is_file():
+            trained_on = load_manifest(folder)["ledger"]["tokenizer"]["trained_on_words"]
+        record = {"path": str(path)}
+    base = {"trained_on_words": trained_on, "sha256": tokenizer_sha256(tok)}
+    return tok, {**base, "vocab_size": tok.get_vocab_size(), **record}
+
+
+def _write_tokens(passes: _Passes, tok: Tokenizer, folder: Path) -> dict[str, Any]:
+    """Encode every selected document into train.bin / valid.bin, in batches."""
+    batch: list[tuple[str, bool]] = []
+    chars = 0
+
+    def flush() -> None:
+        encodings = tok.encode_batch([text for text, _ in batch], add_special_tokens=False)
+        for split, want_valid in (("train", False), ("valid", True)):
+            ids = [e.ids for (_, v), e in zip(batch, encodings, strict=True) if v == want_valid]
+            writer.add(split, ids)
+        batch.clear()
+
+    with TokenWriter(folder, tok.get_vocab_size()) as writer:
+        for text, is_valid in passes.documents("tokenizing", train_only=False):
+            batch.append((text, is_valid))
+            chars += len(text)
+            if chars >= _BATCH_CHARS:
+                flush()
+                chars = 0
+        if batch:
+            flush()
+        return {**writer.close(), "words": dict(passes.words)}
+
+
+def _commit(tmp: Path, out: Path) -> None:
+    """Swap the finished temp folder into place; an old dataset is removed only after."""
+    if out.exists() and any(out.iterdir()):
+        old = out.with_name(f"{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)  # a missing or empty folder is replaced in one rename
