@@ -153,6 +153,8 @@ class EvalConfig:
     """Folder of BLiMP *.jsonl[.gz] scored at the end of training (None: skip)."""
     backend: Literal["auto", "causal", "mntp", "mlm"] = "auto"
     """Scoring backend; auto picks from the objective."""
+    max_pairs_per_paradigm: int | None = None
+    """Seeded subsample of each paradigm (None: all pairs)."""
 
 
 @dataclass(kw_only=True)

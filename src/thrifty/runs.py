@@ -1,0 +1,119 @@
+"""Reading run folders: find a checkpoint, verify it, and load the model it holds.
+
+Used by evaluation, export and analysis, which must never import the training loop. Layout::
+
+    runs/<name>/config.yaml  metrics.jsonl  ledger.json  tokenizer.json
+    runs/<name>/checkpoints/step_00001000/{model.safetensors, config.yaml, optim.pt,
+                                           state.json, rng.pt}
+    runs/<name>/checkpoints/latest          # text: "step_00001000"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from thrifty.config import RunConfig, from_dict
+from thrifty.errors import UserError
+from thrifty.models.transformer import Transformer
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint named by ``checkpoints/latest``, or None when the run has none yet."""
+    pointer = Path(run_dir) / CHECKPOINTS / LATEST
+    if not pointer.is_file():
+        return None
+    ckpt = pointer.parent / pointer.read_text().strip()
+    if not ckpt.is_dir():
+        raise UserError(f"{pointer} names {ckpt.name}, which does not exist")
+    return ckpt
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Accept a run folder (-> its latest checkpoint) or a checkpoint folder."""
+    path = Path(path)
+    if (path / "state.json").is_file():
+        return path
+    if not path.exists():
+        raise UserError(f"no such run or checkpoint: {path}")
+    ckpt = latest_checkpoint(path)
+    if ckpt is None:
+        raise UserError(f"{path} holds no checkpoint (expected {path}/{CHECKPOINTS}/{LATEST})")
+    return ckpt
+
+
+def read_state(ckpt: Path, verify: bool = True) -> dict:
+    """state.json of a checkpoint; with ``verify`` every file's sha256 must match."""
+    try:
+        state = json.loads((ckpt / "state.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{ckpt}/state.json is unreadable ({e})") from None
+    if verify:
+        for name, expected in state.get("files", {}).items():
+            file = ckpt / name
+            if not file.is_file():
+                raise UserError(f"checkpoint {ckpt} is missing {name}")
+            if sha256_file(file) != expected:
+                raise UserError(f"checkpoint {ckpt}: {name} fails its checksum (truncated or altered)")
+    return state
+
+
+def read_config(ckpt: Path) -> RunConfig:
+    data = yaml.safe_load((ckpt / "config.yaml").read_text())
+    return from_dict(RunConfig, data)
+
+
+@dataclass
+class LoadedModel:
+    model: Transformer
+    cfg: RunConfig
+    checkpoint: Path
+    state: dict
+
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoint.parent.parent
+
+    def tokenizer(self):
+        from thrifty.data.tokenizer import load_tokenizer
+
+        path = self.run_dir / "tokenizer.json"
+        if not path.is_file():
+            raise UserError(f"{self.run_dir} has no tokenizer.json")
+        return load_tokenizer(path)
+
+    def ledger(self) -> dict:
+        """The ledger as it stood when this checkpoint was written."""
+        return self.state.get("ledger", {})
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load the model of a run (latest checkpoint) or of a checkpoint folder, checksums verified."""
+    ckpt = resolve_checkpoint(path)
+    state = read_state(ckpt)
+    cfg = read_config(ckpt)
+    model = Transformer(cfg.model)
+    weights = load_file(str(ckpt / "model.safetensors"))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise UserError(f"{ckpt}/model.safetensors does not match its config.yaml: {e}") from None
+    model.to(device).eval()
+    return LoadedModel(model, cfg, ckpt, state)

@@ -1,0 +1,291 @@
+"""``train(cfg)``: the whole training loop, readable top to bottom.
+
+Build the ledger, data, model, objective and optimizer; then ``for step ...``: accumulate, clip,
+step, schedule; evaluate every ``eval_every``; checkpoint every ``checkpoint_every`` and when the
+words seen cross a BabyLM mark. Every window served is charged to the ledger. A killed run
+resumed with ``resume="auto"`` ends with the same weights, bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from thrifty.config import RunConfig, dump_config
+from thrifty.data.budget import Ledger
+from thrifty.data.prepare import load_manifest
+from thrifty.data.samplers import SAMPLERS
+from thrifty.data.tokens import TokenStore
+from thrifty.errors import UserError
+from thrifty.models.transformer import Transformer
+from thrifty.objectives import OBJECTIVES, Batch, Objective
+from thrifty.runs import latest_checkpoint, resolve_checkpoint
+from thrifty.train import distributed
+from thrifty.train.checkpoint import (
+    atomic_write_text,
+    load_training_state,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
+from thrifty.train.metrics import MetricsLog, format_duration, peak_flops
+from thrifty.train.optim import build_optimizer, lr_at
+from thrifty.train.schedule import plan_steps, word_marks
+
+log = logging.getLogger("thrifty.train")
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def validate(objective: Objective, store: TokenStore, cfg: RunConfig, device, autocast) -> dict:
+    """Mean objective metrics over a fixed slice of the validation split.
+
+    Runs with its own fixed-seed generator so masking is identical at every evaluation and the
+    training stream of random numbers is not disturbed (that keeps resume exact).
+    """
+    B, T = cfg.train.batch_size, cfg.data.seq_len
+    n = min(cfg.train.eval_batches * B, store.num_windows(T))
+    saved, objective.generator = objective.generator, torch.Generator().manual_seed(cfg.train.seed + 1)
+    objective.model.eval()
+    totals: dict[str, float] = {}
+    batches = 0
+    try:
+        for start in range(0, n, B):
+            ids = store.windows(range(start, min(start + B, n)), T).to(device)
+            with autocast():
+                out = objective(Batch(ids, progress=1.0))
+            for key, value in out.metrics.items():
+                totals[key] = totals.get(key, 0.0) + value
+            batches += 1
+    finally:
+        objective.generator = saved
+        objective.model.train()
+    return {f"val_{k}": v / max(batches, 1) for k, v in totals.items()}
+
+
+def score_blimp(cfg: RunConfig, model: Transformer, default_backend: str, ledger: Ledger) -> dict:
+    """Score the finished model on BLiMP; write eval/blimp_<backend>.json beside the run."""
+    import json
+
+    from thrifty.data.tokenizer import load_tokenizer
+    from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
+
+    backend = default_backend if cfg.eval.backend == "auto" else cfg.eval.backend
+    tokenizer = load_tokenizer(cfg.run_dir / "tokenizer.json")
+    model.eval()
+    result = evaluate_minimal_pairs(model, tokenizer, cfg.eval.blimp_data, backend=backend,
+                                    max_pairs_per_paradigm=cfg.eval.max_pairs_per_paradigm)
+    out = cfg.run_dir / "eval" / f"blimp_{backend}.json"
+    out.parent.mkdir(exist_ok=True)
+    atomic_write_text(out, json.dumps({**result, "ledger": ledger.to_dict()}, indent=1))
+    log.info("BLiMP (%s): macro accuracy %.1f%% -> %s", backend, 100 * result["macro"], out)
+    return {f"blimp_{backend}": result["macro"]}
+
+
+def resume_point(cfg: RunConfig, resume: str | None, create: bool) -> Path | None:
+    """The checkpoint to resume from, if any; ``create`` makes the run folder (rank 0 only)."""
+    run_dir = cfg.run_dir
+    if create:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if resume not in (None, "auto"):
+        return resolve_checkpoint(resume)
+    existing = latest_checkpoint(run_dir) if run_dir.exists() else None
+    if existing is not None and resume is None:
+        raise UserError(
+            f"{run_dir} already holds checkpoints; pass --resume auto to continue it, "
+            "or choose another name= for a new run"
+        )
+    return existing
+
+
+def train(cfg: RunConfig, resume: str | None = None) -> dict:
+    """Train ``cfg`` (optionally resuming) and return a summary of the finished run."""
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = pick_device(tc.device)
+    distributed.init(device)
+    rank, world = distributed.world()
+    main = rank == 0
+    use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and device.type == "cuda")
+
+    def autocast():
+        if use_bf16:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ---- data and ledger
+    data_dir = Path(cfg.data.path)
+    manifest = load_manifest(data_dir)
+    vocab = manifest["vocab_size"]
+    if cfg.model.vocab_size not in (None, vocab):
+        raise UserError(
+            f"model.vocab_size={cfg.model.vocab_size} does not match the tokenizer of "
+            f"{data_dir} ({vocab} tokens)"
+        )
+    cfg = replace(cfg, model=replace(cfg.model, vocab_size=vocab))
+    if cfg.data.seq_len > cfg.model.max_seq_len:
+        raise UserError(f"data.seq_len={cfg.data.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
+    train_store, valid_store = TokenStore(data_dir, "train"), TokenStore(data_dir, "valid")
+    ledger = Ledger.from_dict(manifest["ledger"])
+    words_per_token = train_store.words_per_token
+    T, B = cfg.data.seq_len, tc.batch_size
+    rows_per_step = B * tc.grad_accum * world
+    total_steps = plan_steps(tc, train_store.num_windows(T), rows_per_step, T, words_per_token)
+    planned_epochs = total_steps * rows_per_step / train_store.num_windows(T)
+    if planned_epochs > ledger.max_epochs and main:
+        log.warning("this run plans %.1f epochs, above the %d-epoch rule; `thrifty audit` "
+                    "will flag it", planned_epochs, ledger.max_epochs)
+
+    # ---- model, objective, sampler, optimizer
+    torch.manual_seed(tc.seed)
+    model = Transformer(cfg.model).to(device)
+    distributed.broadcast_parameters(model)
+    forward_model = torch.compile(model) if tc.compile else model
+    objective = OBJECTIVES.build(cfg.objective, forward_model, seed=tc.seed)
+    sampler = SAMPLERS.build(cfg.data.sampler, train_store.num_windows(T), seed=tc.seed)
+    optimizer = build_optimizer(model, tc, fused=device.type == "cuda")
+
+    # ---- resume or start
+    step, tokens_seen = 0, 0
+    ckpt = resume_point(cfg, resume, create=main)
+    distributed.barrier()
+    if ckpt is not None:
+        state, optim_state, rng = load_training_state(ckpt)
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        optimizer.load_state_dict(optim_state)
+        sampler.load_state_dict(state["sampler"])
+        objective.generator.set_state(rng["objective"])
+        restore_rng(rng)
+        step, tokens_seen = state["step"], state["tokens_seen"]
+        ledger.words_seen = state["ledger"]["words_seen"]
+        if main:
+            log.info("resumed from %s (step %d)", ckpt, step)
+    run_dir = cfg.run_dir
+    config_yaml = dump_config(cfg)
+    if main:
+        atomic_write_text(run_dir / "config.yaml", config_yaml)
+        shutil.copyfile(data_dir / "tokenizer.json", run_dir / "tokenizer.json")
+    metrics = MetricsLog(run_dir / "metrics.jsonl", resume_step=step if ckpt else None) if main else None
+
+    flops_per_token = model.flops_per_token(T, objective.head_fraction())
+    peak = tc.peak_flops or peak_flops(device)
+    marks = word_marks() if tc.babylm_marks else []
+    tokens_per_step = rows_per_step * T
+
+    def checkpoint(word_mark: int | None = None) -> None:
+        if not main:
+            return
+        state = {
+            "tokens_seen": tokens_seen,
+            "sampler": sampler.state_dict(),
+            "ledger": ledger.to_dict(),
+            "word_mark": word_mark,
+            "data": {"path": str(data_dir), "manifest_ledger": manifest["ledger"]},
+        }
+        rng = rng_state({"objective": objective.generator.get_state()})
+        save_checkpoint(run_dir, step, model_state=model.state_dict(), optim_state=optimizer.state_dict(),
+                        rng=rng, state=state, config_yaml=config_yaml, keep_last=tc.keep_last)
+        ledger.save(run_dir / "ledger.json")
+
+    if main:
+        log.info("model: %.2fM parameters, %.1f MFLOPs/token; %d steps of %d tokens; data %s",
+                 model.num_params() / 1e6, flops_per_token / 1e6, total_steps, tokens_per_step, data_dir)
+    model.train()
+    start_step, t_start = step, time.perf_counter()
+    t_window, window_tokens, last = time.perf_counter(), 0, {}
+    while step < total_steps:
+        lr = lr_at(step, total_steps, tc)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        sums: dict[str, float] = {}
+        for micro in range(tc.grad_accum):
+            indices, weights = sampler.next_indices(B * world)
+            indices = indices[rank * B : (rank + 1) * B]
+            weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
+            ids = train_store.windows(indices, T).to(device, non_blocking=True)
+            batch = Batch(ids, weights, progress=step / total_steps, micro=step * tc.grad_accum + micro)
+            with autocast():
+                out = objective(batch)
+            (out.loss / tc.grad_accum).backward()
+            if out.sample_losses is not None:
+                sampler.observe(indices, out.sample_losses)
+            for key, value in out.metrics.items():
+                sums[key] = sums.get(key, 0.0) + value / tc.grad_accum
+        if not math.isfinite(sums["loss"]):
+            good = latest_checkpoint(run_dir)
+            raise TrainingDiverged(
+                f"loss became {sums['loss']} at step {step + 1}; stopped. Last good checkpoint: "
+                f"{good or 'none'}. Try a lower train.lr or train.grad_clip"
+            )
+        distributed.average_gradients(model)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        words_before = ledger.words_seen
+        tokens_seen += tokens_per_step
+        window_tokens += tokens_per_step
+        ledger.charge_tokens(tokens_per_step, words_per_token)
+
+        if step % tc.log_every == 0 or step == total_steps:
+            elapsed = time.perf_counter() - t_window
+            tok_s = window_tokens / max(elapsed, 1e-9)
+            last = {k: distributed.mean(v) for k, v in sums.items()}
+            row = {"step": step, **last, "lr": lr, "grad_norm": grad_norm.item(),
+                   "tokens": tokens_seen, "words": ledger.words_seen, "epoch": sampler.epochs,
+                   "tokens_per_s": tok_s * world, "mfu": flops_per_token * tok_s / peak}
+            if main:
+                metrics.write(row)
+                eta = (total_steps - step) * (time.perf_counter() - t_start) / max(step - start_step, 1)
+                extra = " | ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "loss")
+                log.info("step %d/%d | loss %.4f | %s | lr %.2e | %.0f tok/s | MFU %.2f | words %.2fM "
+                         "(%.2f ep) | ETA %s", step, total_steps, last["loss"], extra, lr, tok_s * world,
+                         row["mfu"], ledger.words_seen / 1e6, sampler.epochs, format_duration(eta))
+            t_window, window_tokens = time.perf_counter(), 0
+
+        if (tc.eval_every and step % tc.eval_every == 0) or step == total_steps:
+            val = validate(objective, valid_store, cfg, device, autocast)
+            if main:
+                metrics.write({"step": step, "words": ledger.words_seen, **val})
+                log.info("step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in val.items()))
+            last.update(val)
+            t_window = time.perf_counter()
+
+        crossed = [m for m in marks if words_before < m <= ledger.words_seen]
+        if crossed or step == total_steps or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
+            checkpoint(word_mark=crossed[-1] if crossed else None)
+            t_window = time.perf_counter()
+
+    if main and cfg.eval.blimp_data:
+        last.update(score_blimp(cfg, model, objective.default_backend, ledger))
+    if metrics:
+        metrics.close()
+    distributed.shutdown()
+    return {
+        "run_dir": str(run_dir),
+        "steps": step,
+        "tokens": tokens_seen,
+        "words_seen": ledger.words_seen,
+        "epochs": sampler.epochs,
+        "seconds": time.perf_counter() - t_start,
+        **{k: v for k, v in last.items()},
+    }

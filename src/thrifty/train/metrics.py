@@ -1,0 +1,69 @@
+"""metrics.jsonl (the source of truth for reports and fits), throughput, FLOPs and MFU."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+
+class MetricsLog:
+    """Append-only JSON lines; on resume, rows past the checkpoint step are dropped first."""
+
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+        self.path = Path(path)
+        if resume_step is not None and self.path.is_file():
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, self.path)
+        elif resume_step is None and self.path.exists():
+            self.path.unlink()
+        self._file = open(self.path, "a")
+
+    def write(self, row: dict) -> None:
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def measure_matmul_peak(n: int = 1024, repeats: int = 10) -> float:
+    """FLOP/s of a square fp32 matmul on this CPU: the denominator of MFU on CPU."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm up the BLAS threads
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+# Dense bf16 peak FLOP/s for GPUs that MFU is commonly reported against.
+GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+def peak_flops(device: torch.device) -> float:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in GPU_PEAKS.items():
+            if key in name:
+                return value
+        return 100e12
+    return measure_matmul_peak()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

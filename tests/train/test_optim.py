@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from thrifty.config import ModelConfig, TrainConfig
+from thrifty.models.transformer import Transformer
+from thrifty.train.optim import LAMB, build_optimizer, lr_at, param_groups
+
+
+def cfg(**kw) -> TrainConfig:
+    return TrainConfig(max_steps=100, **kw)
+
+
+def test_schedules_warm_up_then_follow_their_shape():
+    c = cfg(warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    lrs = [lr_at(s, 100, c) for s in range(100)]
+    assert lrs[0] < lrs[9] <= 1.0
+    assert lrs[10] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=0.01)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    wsd = cfg(warmup_steps=10, lr=1.0, min_lr_ratio=0.0, schedule="wsd", decay_fraction=0.2)
+    w = [lr_at(s, 100, wsd) for s in range(100)]
+    assert w[50] == w[79] == 1.0 and w[99] < 0.1
+    const = cfg(warmup_steps=0, lr=0.5, schedule="constant")
+    assert {lr_at(s, 100, const) for s in range(100)} == {0.5}
+
+
+def test_no_decay_on_norms_and_embeddings_by_default():
+    model = Transformer(ModelConfig(size="nano", vocab_size=50))
+    decay, no_decay = param_groups(model, cfg())
+    assert model.embed.weight in [p for p in no_decay["params"]]
+    assert all(p.dim() >= 2 for p in decay["params"])
+    all_decay, _ = param_groups(model, cfg(decay_norms_and_embeddings=True))
+    assert len(all_decay["params"]) == len(list(model.parameters()))
+
+
+def test_lamb_trust_ratio_only_on_decayed_groups():
+    w = torch.nn.Parameter(torch.ones(4, 4) * 3)
+    b = torch.nn.Parameter(torch.ones(4) * 3)
+    opt = LAMB([{"params": [w], "weight_decay": 0.1}, {"params": [b], "weight_decay": 0.0}], lr=0.1)
+    w.grad, b.grad = torch.ones(4, 4), torch.ones(4)
+    opt.step()
+    # b: plain Adam step of size lr; w: step scaled by ||w|| / ||update||
+    assert torch.allclose(b, torch.full((4,), 2.9), atol=1e-4)
+    update = 1 + 0.1 * 3
+    assert torch.allclose(w, torch.full((4, 4), 3 - 0.1 * 3 / update * update), atol=1e-4)
+
+
+def test_build_optimizer_kinds():
+    model = Transformer(ModelConfig(size="nano", vocab_size=50))
+    assert isinstance(build_optimizer(model, cfg()), torch.optim.AdamW)
+    assert isinstance(build_optimizer(model, cfg(optimizer="lamb")), LAMB)
