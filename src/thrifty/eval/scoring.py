@@ -1,0 +1,244 @@
+"""Sequence log-probabilities for zero-shot evaluation: causal, masked PLL and GPT-BERT's MNTP.
+
+Every scorer returns, per sentence, the *sum* of natural-log token probabilities (BabyLM's
+minimal-pair protocol, `papers/babylm_challenge.md` §4), with ``<s>`` prepended so that the
+first word is scored too:
+
+- ``causal``: Σ_t log p(w_t | <s> w_<t), one causal forward per sentence.
+- ``mlm``: pseudo-log-likelihood (Salazar et al. 2020). One copy per token with that token
+  replaced by ``<mask>``; bidirectional attention; read position t. ``<s>`` plays BERT's [CLS]
+  and is never masked. Variant ``within_word_l2r`` (Kauf & Ivanova 2023) also masks the later
+  sub-tokens of the same whitespace-separated word.
+- ``mntp``: like ``mlm`` but the prediction for the token masked at t is read at position t−1
+  (Charpentier & Samuel 2024, GPT-BERT §7), so ``<s>`` at 0 predicts the first word.
+
+Speed: sequences are sorted by length and packed under a token cap, so batches are nearly
+pad-free; masked copies are built per batch with numpy indexing (never all at once) and the LM
+head runs only on the positions that are scored.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+import torch
+
+from thrifty.data.tokenizer import BOS_ID, MASK_ID
+from thrifty.errors import UserError
+
+BACKENDS = ("causal", "mlm", "mntp")
+VARIANTS = ("original", "within_word_l2r")
+# Tokens per forward pass. On CPU small batches stay in cache: on two cores the mini model scored
+# 1.5-2x more sentences/s at 1-4k tokens than at 16k. GPUs want large batches.
+CPU_BATCH_TOKENS = 2048
+GPU_BATCH_TOKENS = 65536
+HEAD_CHUNK_ELEMS = 1 << 24  # logits materialised at once (64 MiB in fp32)
+_WORD = re.compile(r"\S+")
+
+
+@dataclass
+class Packed:
+    """Many token sequences in one flat array, each starting with ``<s>``."""
+
+    flat: np.ndarray  # (sum of lengths,) int64
+    starts: np.ndarray  # (N,) offset of each sequence in ``flat``
+    lengths: np.ndarray  # (N,) tokens including <s>
+    first: np.ndarray  # (N,) first scored position (1 = everything after <s>)
+    words: np.ndarray | None = None  # (sum of lengths,) word index per token, -1 for <s>
+
+
+def _word_index(text: str, offsets: list[tuple[int, int]]) -> list[int]:
+    """Whitespace-word index of each token: a token belongs to the word its start falls in, or
+    to the next word when it starts on a space (byte-level BPE's 'Ġ' opens a word)."""
+    ends = [m.end() for m in _WORD.finditer(text)]
+    return [bisect.bisect_right(ends, start) for start, _ in offsets]
+
+
+def encode(
+    tokenizer, texts: Sequence[str], contexts: Sequence[str] | None = None, words: bool = False
+) -> Packed:
+    """Tokenize ``texts`` (after optional ``contexts``) into a :class:`Packed` batch."""
+    encs = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    ctx = tokenizer.encode_batch(list(contexts), add_special_tokens=False) if contexts else None
+    n_ctx = np.array([len(e.ids) for e in ctx] if ctx else [0] * len(encs), dtype=np.int64)
+    lengths = 1 + n_ctx + np.array([len(e.ids) for e in encs], dtype=np.int64)
+    seqs = (chain((BOS_ID,), ctx[i].ids if ctx else (), e.ids) for i, e in enumerate(encs))
+    flat = np.fromiter(chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum()))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    word_ids = None
+    if words:
+        rows = []
+        for i, e in enumerate(encs):
+            row = [-1]
+            if ctx:
+                row += _word_index(contexts[i], ctx[i].offsets)
+            shift = len(_WORD.findall(contexts[i])) + 1 if ctx else 0  # context words come first
+            rows.append(row + [w + shift for w in _word_index(texts[i], e.offsets)])
+        word_ids = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(flat))
+    return Packed(flat, starts, lengths, 1 + n_ctx, word_ids)
+
+
+def _batches(seq_len: np.ndarray, cap: int) -> Iterator[slice]:
+    """Greedy slices of jobs (sorted by nondecreasing ``seq_len``) with count × max_len ≤ cap."""
+    n, a = len(seq_len), 0
+    while a < n:
+        ends = np.arange(a + 1, min(n, a + max(1, cap // int(seq_len[a]))) + 1)
+        cost = (ends - a) * seq_len[ends - 1]  # nondecreasing, so binary search works
+        b = a + max(1, int(np.searchsorted(cost, cap, side="right")))
+        yield slice(a, b)
+        a = b
+
+
+def _rows(packed: Packed, seqs: np.ndarray, width: int, source: np.ndarray | None = None):
+    """(B, width) right-padded rows of ``source`` (default: ids) for sequences ``seqs``."""
+    source = packed.flat if source is None else source
+    idx = packed.starts[seqs, None] + np.arange(width)
+    valid = np.arange(width) < packed.lengths[seqs, None]
+    return np.where(valid, source[np.minimum(idx, len(source) - 1)], 0), valid
+
+
+def _token_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) for (M, C) hidden states, the head run in chunks to bound memory."""
+    rows = max(1, HEAD_CHUNK_ELEMS // model.cfg.vocab_size)
+    out = []
+    for h, t in zip(hidden.split(rows), targets.split(rows), strict=True):
+        logits = model.logits(h).float()  # (m, V)
+        out.append(logits.gather(1, t[:, None]).squeeze(1) - logits.logsumexp(-1))
+    return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+
+
+def _causal(model, packed: Packed, cap: int, device: torch.device) -> np.ndarray:
+    scores = np.zeros(len(packed.lengths))
+    order = np.argsort(packed.lengths, kind="stable")
+    for part in _batches(packed.lengths[order], cap):
+        seqs = order[part]
+        width = int(packed.lengths[seqs].max())
+        if width < 2:
+            continue  # only <s>: nothing to score
+        ids, valid = _rows(packed, seqs, width)
+        pos = np.arange(1, width)
+        scored = valid[:, 1:] & (pos >= packed.first[seqs, None])  # (B, T-1) targets kept
+        ids_t = torch.from_numpy(ids).to(device)
+        hidden = model(ids_t[:, :-1], causal=True)  # right padding needs no mask
+        sel = torch.from_numpy(scored).to(device)
+        logp = _token_logprobs(model, hidden[sel], ids_t[:, 1:][sel])
+        rows = np.nonzero(scored)[0]
+        np.add.at(scores, seqs[rows], logp.double().cpu().numpy())
+    return scores
+
+
+def _masked(
+    model, packed: Packed, cap: int, device: torch.device, shift: int, l2r: bool
+) -> np.ndarray:
+    """PLL with one masked copy per scored token; ``shift`` 0 reads at t (mlm), 1 at t−1."""
+    scores = np.zeros(len(packed.lengths))
+    order = np.argsort(packed.lengths, kind="stable")
+    n_jobs = packed.lengths[order] - packed.first[order]
+    job_seq = np.repeat(order, n_jobs)  # copies of one sentence stay together
+    job_pos = np.arange(len(job_seq)) - np.repeat(np.cumsum(n_jobs) - n_jobs, n_jobs)
+    job_pos += packed.first[job_seq]
+    for part in _batches(packed.lengths[job_seq], cap):
+        seqs, pos = job_seq[part], job_pos[part]
+        width = int(packed.lengths[seqs].max())
+        ids, valid = _rows(packed, seqs, width)
+        r = np.arange(len(seqs))
+        targets = ids[r, pos]
+        if l2r:  # hide t and the rest of its word; earlier sub-tokens stay visible
+            words, _ = _rows(packed, seqs, width, packed.words)
+            masked = valid & (words == words[r, pos][:, None]) & (np.arange(width) >= pos[:, None])
+            ids[masked] = MASK_ID
+        else:
+            ids[r, pos] = MASK_ID
+        padding = None if valid.all() else torch.from_numpy(valid).to(device)
+        hidden = model(torch.from_numpy(ids).to(device), causal=False, padding=padding)
+        read = torch.from_numpy(pos - shift).to(device)
+        h = hidden[torch.arange(len(seqs), device=device), read]  # (B, C)
+        logp = _token_logprobs(model, h, torch.from_numpy(targets).to(device))
+        np.add.at(scores, seqs, logp.double().cpu().numpy())
+    return scores
+
+
+def score_packed(
+    model,
+    packed: Packed,
+    backend: str,
+    *,
+    variant: str = "original",
+    max_batch_tokens: int | None = None,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Summed log-probs (float64, input order) of already-tokenized sequences."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown scoring backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if variant not in VARIANTS:
+        raise UserError(f"unknown scoring variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant != "original" and backend == "causal":
+        raise UserError(f"variant {variant!r} applies to the mlm and mntp backends, not causal")
+    if len(packed.lengths) and packed.lengths.max() > model.cfg.max_seq_len:
+        i = int(packed.lengths.argmax())
+        raise UserError(
+            f"sequence {i} has {packed.lengths[i]} tokens with <s>, more than the model's "
+            f"max_seq_len={model.cfg.max_seq_len}"
+        )
+    if device is not None:
+        model.to(device)
+    device = next(model.parameters()).device
+    cap = max_batch_tokens or (CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS)
+    was_training = model.training
+    model.eval()  # scores must not depend on dropout or other training-time behaviour
+    try:
+        with torch.inference_mode():
+            if backend == "causal":
+                return _causal(model, packed, cap, device)
+            shift = 1 if backend == "mntp" else 0
+            return _masked(model, packed, cap, device, shift, variant != "original")
+    finally:
+        model.train(was_training)
+
+
+def score_sentences(
+    model,
+    tokenizer,
+    sentences: Sequence[str],
+    backend: str,
+    *,
+    variant: str = "original",
+    max_batch_tokens: int | None = None,
+    device: str | torch.device | None = None,
+) -> list[float]:
+    """log p(sentence) as a sum of token log-probs (nats), one float per sentence, in order."""
+    packed = encode(tokenizer, sentences, words=variant == "within_word_l2r")
+    out = score_packed(
+        model, packed, backend, variant=variant, max_batch_tokens=max_batch_tokens, device=device
+    )
+    return out.tolist()
+
+
+def score_continuations(
+    model,
+    tokenizer,
+    contexts: Sequence[str],
+    continuations: Sequence[str],
+    backend: str,
+    *,
+    variant: str = "original",
+    max_batch_tokens: int | None = None,
+    device: str | torch.device | None = None,
+) -> list[float]:
+    """log p(continuation | context), summed over the continuation's tokens only (EWoK-style).
+
+    Context and continuation are tokenized separately and joined, so put the separating space at
+    the start of the continuation (``"The cat", " sat."``).
+    """
+    if len(contexts) != len(continuations):
+        raise UserError(f"{len(contexts)} contexts but {len(continuations)} continuations")
+    packed = encode(tokenizer, continuations, contexts, words=variant == "within_word_l2r")
+    out = score_packed(
+        model, packed, backend, variant=variant, max_batch_tokens=max_batch_tokens, device=device
+    )
+    return out.tolist()

@@ -1,0 +1,179 @@
+"""Export a thrifty checkpoint as a folder that ``transformers`` loads as ``LlamaForCausalLM``.
+
+thrifty's transformer is the Llama layout (Touvron et al. 2023: RoPE in rotate-half form,
+RMSNorm pre-norm, SwiGLU, no biases) with tied embeddings, so export only renames tensors and
+splits the fused q/k/v and gate/up projections. No custom code is needed to load the result:
+
+    AutoModelForCausalLM.from_pretrained(folder); AutoTokenizer.from_pretrained(folder)
+
+The tokenizer prepends ``<s>`` (as thrifty does in training and scoring), so ``tok(text)``
+gives the ids the model was trained on; ``add_special_tokens=False`` gives the raw BPE ids.
+``thrifty.json`` carries the run's ledger and objective: the data budget travels with the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import processors
+
+from thrifty.config import to_dict
+from thrifty.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, load_tokenizer
+from thrifty.errors import UserError
+from thrifty.runs import LoadedModel, load_model
+
+FORMAT_VERSION = 1
+
+
+def _dense(module: torch.nn.Module, where: str) -> torch.Tensor:
+    """The (d_out, d_in) matrix of a block linear layer, whatever its parameterization."""
+    if not hasattr(module, "dense_weight"):
+        raise UserError(f"{where} ({type(module).__name__}) cannot be materialised for export")
+    return module.dense_weight().detach().float()
+
+
+def hf_state_dict(model) -> dict[str, torch.Tensor]:
+    """thrifty parameters under LlamaForCausalLM names (fp32, contiguous, no shared storage)."""
+    d, ff = model.cfg.d_model, model.cfg.d_ff
+    out = {"model.embed_tokens.weight": model.embed.weight.detach().float()}
+    for i, block in enumerate(model.blocks):
+        pre = f"model.layers.{i}"
+        q, k, v = _dense(block.attn.qkv, f"blocks.{i}.attn.qkv").split(d)  # rows [q; k; v]
+        gate, up = _dense(block.mlp.gate_up, f"blocks.{i}.mlp.gate_up").split(ff)
+        out |= {
+            f"{pre}.input_layernorm.weight": block.attn_norm.weight.detach().float(),
+            f"{pre}.self_attn.q_proj.weight": q,
+            f"{pre}.self_attn.k_proj.weight": k,
+            f"{pre}.self_attn.v_proj.weight": v,
+            f"{pre}.self_attn.o_proj.weight": _dense(block.attn.out, f"blocks.{i}.attn.out"),
+            f"{pre}.post_attention_layernorm.weight": block.mlp_norm.weight.detach().float(),
+            f"{pre}.mlp.gate_proj.weight": gate,
+            f"{pre}.mlp.up_proj.weight": up,
+            f"{pre}.mlp.down_proj.weight": _dense(block.mlp.down, f"blocks.{i}.mlp.down"),
+        }
+    out["model.norm.weight"] = model.norm.weight.detach().float()
+    return {k: v.cpu().contiguous().clone() for k, v in out.items()}
+
+
+def llama_config(cfg) -> dict:
+    """config.json for LlamaForCausalLM; RoPE base written both the transformers<5 way
+    (``rope_theta``) and the >=5 way (``rope_parameters``) so either version reads it."""
+    m = cfg.model
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": m.vocab_size,
+        "hidden_size": m.d_model,
+        "intermediate_size": m.d_ff,
+        "num_hidden_layers": m.n_layers,
+        "num_attention_heads": m.n_heads,
+        "num_key_value_heads": m.n_heads,
+        "head_dim": m.d_model // m.n_heads,
+        "max_position_embeddings": m.max_seq_len,
+        "rms_norm_eps": m.norm_eps,
+        "rope_theta": m.rope_theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": m.rope_theta},
+        "rope_scaling": None,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "tie_word_embeddings": True,
+        "initializer_range": m.init_std,
+        "bos_token_id": BOS_ID,
+        "eos_token_id": EOS_ID,
+        "pad_token_id": PAD_ID,
+        "torch_dtype": "float32",
+        "dtype": "float32",
+        "use_cache": True,
+    }
+
+
+def _tokenizer_files(loaded: LoadedModel, folder: Path) -> None:
+    tok = load_tokenizer(loaded.run_dir)
+    bos = SPECIAL_TOKENS[BOS_ID]
+    # Baked into tokenizer.json for transformers<5, which ignores add_bos_token here.
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos}:1 $B:1", special_tokens=[(bos, BOS_ID)]
+    )
+    tok.save(str(folder / "tokenizer.json"))
+    special = {
+        "pad_token": "<pad>",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "mask_token": "<mask>",
+        "cls_token": "<cls>",
+        "sep_token": "<sep>",
+    }
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        **special,
+        # thrifty prepends <s> to every document and sentence; no </s> at the end.
+        "add_bos_token": True,
+        "add_eos_token": False,
+        # Text never turns into special ids (thrifty sets encode_special_tokens).
+        "split_special_tokens": True,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": loaded.cfg.model.max_seq_len,
+        "padding_side": "right",
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+
+
+def _write(loaded: LoadedModel, folder: Path) -> None:
+    save_file(hf_state_dict(loaded.model), str(folder / "model.safetensors"), {"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(llama_config(loaded.cfg), indent=2) + "\n")
+    generation = {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID}
+    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    _tokenizer_files(loaded, folder)
+    from thrifty.objectives import OBJECTIVES  # lazily: exporting needs no training code
+
+    objective = loaded.cfg.objective
+    meta = {
+        "format": "thrifty-hf-export",
+        "version": FORMAT_VERSION,
+        "source_checkpoint": str(loaded.checkpoint.resolve()),
+        "step": loaded.state.get("step"),
+        "objective": objective,
+        "scoring_backend": OBJECTIVES.get(objective["name"]).default_backend,
+        "bos_prepended": True,
+        "ledger": loaded.ledger(),
+        "config": to_dict(loaded.cfg),
+    }
+    (folder / "thrifty.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def export_hf(path: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``out`` (atomically: temp folder, then rename) from a run or checkpoint folder."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists (pass overwrite=True / --overwrite to replace it)")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    loaded = load_model(path, "cpu")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        _write(loaded, tmp)
+        for f in tmp.iterdir():  # make the written data durable before it becomes visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        tmp.chmod(0o755)  # mkdtemp makes it private; exports are meant to be shared
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
