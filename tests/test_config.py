@@ -25,7 +25,9 @@ def test_shipped_configs_load_and_round_trip(path):
 
 
 def test_overrides_are_parsed_as_yaml():
-    cfg = load_config(CONFIGS[0], ["train.lr=1e-3", "objective.name=masked_lm", "train.betas=[0.8, 0.9]"])
+    cfg = load_config(
+        CONFIGS[0], ["train.lr=1e-3", "objective.name=masked_lm", "train.betas=[0.8, 0.9]"]
+    )
     assert cfg.train.lr == 1e-3 and cfg.objective["name"] == "masked_lm"
     assert cfg.train.betas == (0.8, 0.9)
 

@@ -142,9 +142,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         limits = (self.max_steps, self.max_tokens, self.max_words, self.max_epochs)
         if all(x is None for x in limits):
-            raise UserError(
-                "train: set one of max_steps, max_tokens, max_words, max_epochs"
-            )
+            raise UserError("train: set one of max_steps, max_tokens, max_words, max_epochs")
 
 
 @dataclass(kw_only=True)
@@ -207,7 +205,9 @@ def _check_value(tp: Any, value: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise UserError(f"{where}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_check_value(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _check_value(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))
+        )
     if tp is dict:
         if not isinstance(value, dict):
             raise UserError(f"{where}: expected a mapping, got {value!r}")

@@ -71,7 +71,9 @@ def read_state(ckpt: Path, verify: bool = True) -> dict:
             if not file.is_file():
                 raise UserError(f"checkpoint {ckpt} is missing {name}")
             if sha256_file(file) != expected:
-                raise UserError(f"checkpoint {ckpt}: {name} fails its checksum (truncated or altered)")
+                raise UserError(
+                    f"checkpoint {ckpt}: {name} fails its checksum (truncated or altered)"
+                )
     return state
 
 

@@ -25,7 +25,9 @@ def test_bidirectional_sees_the_future():
     ids = torch.randint(6, 97, (1, 16))
     changed = ids.clone()
     changed[0, 10] = (ids[0, 10] + 1 - 6) % 91 + 6
-    assert not torch.allclose(model(ids, causal=False)[:, :10], model(changed, causal=False)[:, :10])
+    assert not torch.allclose(
+        model(ids, causal=False)[:, :10], model(changed, causal=False)[:, :10]
+    )
 
 
 def test_right_padding_does_not_change_real_positions():

@@ -44,7 +44,9 @@ def test_masking_rate_specials_and_replacements():
     g = torch.Generator().manual_seed(0)
     corrupted, chosen = mask_tokens(ids, 0.3, Masking(span=False), V, g)
     assert not chosen[ids < NUM_SPECIAL].any()
-    assert abs(chosen.float().mean().item() / (ids >= NUM_SPECIAL).float().mean().item() - 0.3) < 0.01
+    assert (
+        abs(chosen.float().mean().item() / (ids >= NUM_SPECIAL).float().mean().item() - 0.3) < 0.01
+    )
     assert torch.equal(corrupted[~chosen], ids[~chosen])
     sel = corrupted[chosen]
     assert abs((sel == MASK_ID).float().mean().item() - 0.8) < 0.03
@@ -76,7 +78,9 @@ def test_mlm_loss_counts_masked_positions_only():
     g_state = objective.generator.get_state()
     out = objective(Batch(ids))
     objective.generator.set_state(g_state)
-    corrupted, chosen = mask_tokens(ids[:, :-1], 0.15, objective.cfg.masking, V, objective.generator)
+    corrupted, chosen = mask_tokens(
+        ids[:, :-1], 0.15, objective.cfg.masking, V, objective.generator
+    )
     logits = m.logits(m(corrupted, causal=False))
     expected = torch.nn.functional.cross_entropy(logits[chosen], ids[:, :-1][chosen])
     assert torch.allclose(out.loss, expected, atol=1e-5)

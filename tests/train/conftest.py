@@ -21,7 +21,9 @@ def tiny_data(tmp_path_factory) -> Path:
     lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 30))) for _ in range(2000)]
     (folder / "text.train").write_text("\n".join(lines) + "\n")
     out = tmp_path_factory.mktemp("prepared") / "tiny"
-    prepare([str(folder)], out, budget_words=None, vocab_size=300, valid_fraction=0.05, progress=False)
+    prepare(
+        [str(folder)], out, budget_words=None, vocab_size=300, valid_fraction=0.05, progress=False
+    )
     return out
 
 
@@ -31,7 +33,12 @@ def nano_cfg(tiny_data, tmp_path):
         root = Path(__file__).parents[2]
         return load_config(
             root / "configs" / "nano.yaml",
-            [f"data.path={tiny_data}", f"runs_dir={tmp_path / 'runs'}", "train.threads=1", *overrides],
+            [
+                f"data.path={tiny_data}",
+                f"runs_dir={tmp_path / 'runs'}",
+                "train.threads=1",
+                *overrides,
+            ],
         )
 
     return make

@@ -22,8 +22,9 @@ def grads_of(model, ids):
 
 def worker(rank: int, init_file: str, out_dir: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2")
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                                         world_size=2)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
+    )
     torch.manual_seed(rank)  # different init on purpose: broadcast must fix it
     model = Transformer(ModelConfig(size="nano", vocab_size=50, max_seq_len=32))
     distributed.broadcast_parameters(model)

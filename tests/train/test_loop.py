@@ -64,26 +64,46 @@ def test_resume_is_bitwise_exact(nano_cfg, objective):
     (ckpts / "latest").write_text("step_00000010")
     train(broken, resume="auto")
     assert_same(final_weights(straight.run_dir), final_weights(broken.run_dir))
-    steps = [json.loads(x)["step"] for x in (broken.run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(x)["step"] for x in (broken.run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == sorted(steps) and steps.count(20) == 2  # one train row + one eval row
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(nano_cfg, tmp_path):
-    args = ["train.max_steps=60", "train.checkpoint_every=4", "train.keep_last=2", "train.eval_every=0"]
+    args = [
+        "train.max_steps=60",
+        "train.checkpoint_every=4",
+        "train.keep_last=2",
+        "train.eval_every=0",
+    ]
     straight = nano_cfg("name=straight", *args)
     train(straight)
     victim = nano_cfg("name=victim", *args)
-    cmd = [sys.executable, "-m", "thrifty.cli.main", "train", "configs/nano.yaml",
-           f"data.path={victim.data.path}", f"runs_dir={victim.runs_dir}", "name=victim",
-           "train.threads=1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "thrifty.cli.main",
+        "train",
+        "configs/nano.yaml",
+        f"data.path={victim.data.path}",
+        f"runs_dir={victim.runs_dir}",
+        "name=victim",
+        "train.threads=1",
+        *args,
+    ]
     root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"training exited before it was killed: {proc.stderr.read().decode()[-2000:]}")
-        ckpt = latest_checkpoint(victim.run_dir) if (victim.run_dir / "checkpoints").exists() else None
+            pytest.fail(
+                f"training exited before it was killed: {proc.stderr.read().decode()[-2000:]}"
+            )
+        ckpt = (
+            latest_checkpoint(victim.run_dir) if (victim.run_dir / "checkpoints").exists() else None
+        )
         if ckpt is not None and ckpt.name >= "step_00000012":
             break
         time.sleep(0.05)

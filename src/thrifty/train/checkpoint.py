@@ -59,7 +59,9 @@ def rng_state(extra: dict[str, torch.Tensor]) -> dict:
 
 def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"]))
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"])
+    )
     random.setstate((3, tuple(state["python"].tolist()), None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -83,11 +85,17 @@ def save_checkpoint(
     tmp = root / (step_name(step) + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model_state.items()},
+        str(tmp / "model.safetensors"),
+    )
     torch.save(optim_state, tmp / "optim.pt")
     torch.save(rng, tmp / "rng.pt")
     (tmp / "config.yaml").write_text(config_yaml)
-    files = {name: sha256_file(tmp / name) for name in ("model.safetensors", "optim.pt", "rng.pt", "config.yaml")}
+    files = {
+        name: sha256_file(tmp / name)
+        for name in ("model.safetensors", "optim.pt", "rng.pt", "config.yaml")
+    }
     with open(tmp / "state.json", "w") as f:
         json.dump({**state, "step": step, "files": files}, f, indent=1)
     for name in [*files, "state.json"]:

@@ -61,7 +61,10 @@ def validate(objective: Objective, store: TokenStore, cfg: RunConfig, device, au
     """
     B, T = cfg.train.batch_size, cfg.data.seq_len
     n = min(cfg.train.eval_batches * B, store.num_windows(T))
-    saved, objective.generator = objective.generator, torch.Generator().manual_seed(cfg.train.seed + 1)
+    saved, objective.generator = (
+        objective.generator,
+        torch.Generator().manual_seed(cfg.train.seed + 1),
+    )
     objective.model.eval()
     totals: dict[str, float] = {}
     batches = 0
@@ -89,8 +92,13 @@ def score_blimp(cfg: RunConfig, model: Transformer, default_backend: str, ledger
     backend = default_backend if cfg.eval.backend == "auto" else cfg.eval.backend
     tokenizer = load_tokenizer(cfg.run_dir / "tokenizer.json")
     model.eval()
-    result = evaluate_minimal_pairs(model, tokenizer, cfg.eval.blimp_data, backend=backend,
-                                    max_pairs_per_paradigm=cfg.eval.max_pairs_per_paradigm)
+    result = evaluate_minimal_pairs(
+        model,
+        tokenizer,
+        cfg.eval.blimp_data,
+        backend=backend,
+        max_pairs_per_paradigm=cfg.eval.max_pairs_per_paradigm,
+    )
     out = cfg.run_dir / "eval" / f"blimp_{backend}.json"
     out.parent.mkdir(exist_ok=True)
     atomic_write_text(out, json.dumps({**result, "ledger": ledger.to_dict()}, indent=1))
@@ -141,7 +149,9 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         )
     cfg = replace(cfg, model=replace(cfg.model, vocab_size=vocab))
     if cfg.data.seq_len > cfg.model.max_seq_len:
-        raise UserError(f"data.seq_len={cfg.data.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}")
+        raise UserError(
+            f"data.seq_len={cfg.data.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}"
+        )
     train_store, valid_store = TokenStore(data_dir, "train"), TokenStore(data_dir, "valid")
     ledger = Ledger.from_dict(manifest["ledger"])
     words_per_token = train_store.words_per_token
@@ -150,8 +160,11 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     total_steps = plan_steps(tc, train_store.num_windows(T), rows_per_step, T, words_per_token)
     planned_epochs = total_steps * rows_per_step / train_store.num_windows(T)
     if planned_epochs > ledger.max_epochs and main:
-        log.warning("this run plans %.1f epochs, above the %d-epoch rule; `thrifty audit` "
-                    "will flag it", planned_epochs, ledger.max_epochs)
+        log.warning(
+            "this run plans %.1f epochs, above the %d-epoch rule; `thrifty audit` will flag it",
+            planned_epochs,
+            ledger.max_epochs,
+        )
 
     # ---- model, objective, sampler, optimizer
     torch.manual_seed(tc.seed)
@@ -184,7 +197,9 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     if main:
         atomic_write_text(run_dir / "config.yaml", config_yaml)
         shutil.copyfile(data_dir / "tokenizer.json", run_dir / "tokenizer.json")
-    metrics = MetricsLog(run_dir / "metrics.jsonl", resume_step=step if ckpt else None) if main else None
+    metrics = (
+        MetricsLog(run_dir / "metrics.jsonl", resume_step=step if ckpt else None) if main else None
+    )
 
     flops_per_token = model.flops_per_token(T, objective.head_fraction())
     peak = tc.peak_flops or peak_flops(device)
@@ -202,13 +217,27 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             "data": {"path": str(data_dir), "manifest_ledger": manifest["ledger"]},
         }
         rng = rng_state({"objective": objective.generator.get_state()})
-        save_checkpoint(run_dir, step, model_state=model.state_dict(), optim_state=optimizer.state_dict(),
-                        rng=rng, state=state, config_yaml=config_yaml, keep_last=tc.keep_last)
+        save_checkpoint(
+            run_dir,
+            step,
+            model_state=model.state_dict(),
+            optim_state=optimizer.state_dict(),
+            rng=rng,
+            state=state,
+            config_yaml=config_yaml,
+            keep_last=tc.keep_last,
+        )
         ledger.save(run_dir / "ledger.json")
 
     if main:
-        log.info("model: %.2fM parameters, %.1f MFLOPs/token; %d steps of %d tokens; data %s",
-                 model.num_params() / 1e6, flops_per_token / 1e6, total_steps, tokens_per_step, data_dir)
+        log.info(
+            "model: %.2fM parameters, %.1f MFLOPs/token; %d steps of %d tokens; data %s",
+            model.num_params() / 1e6,
+            flops_per_token / 1e6,
+            total_steps,
+            tokens_per_step,
+            data_dir,
+        )
     model.train()
     start_step, t_start = step, time.perf_counter()
     t_window, window_tokens, last = time.perf_counter(), 0, {}
@@ -222,7 +251,9 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             indices = indices[rank * B : (rank + 1) * B]
             weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
             ids = train_store.windows(indices, T).to(device, non_blocking=True)
-            batch = Batch(ids, weights, progress=step / total_steps, micro=step * tc.grad_accum + micro)
+            batch = Batch(
+                ids, weights, progress=step / total_steps, micro=step * tc.grad_accum + micro
+            )
             with autocast():
                 out = objective(batch)
             (out.loss / tc.grad_accum).backward()
@@ -250,16 +281,39 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             elapsed = time.perf_counter() - t_window
             tok_s = window_tokens / max(elapsed, 1e-9)
             last = {k: distributed.mean(v) for k, v in sums.items()}
-            row = {"step": step, **last, "lr": lr, "grad_norm": grad_norm.item(),
-                   "tokens": tokens_seen, "words": ledger.words_seen, "epoch": sampler.epochs,
-                   "tokens_per_s": tok_s * world, "mfu": flops_per_token * tok_s / peak}
+            row = {
+                "step": step,
+                **last,
+                "lr": lr,
+                "grad_norm": grad_norm.item(),
+                "tokens": tokens_seen,
+                "words": ledger.words_seen,
+                "epoch": sampler.epochs,
+                "tokens_per_s": tok_s * world,
+                "mfu": flops_per_token * tok_s / peak,
+            }
             if main:
                 metrics.write(row)
-                eta = (total_steps - step) * (time.perf_counter() - t_start) / max(step - start_step, 1)
+                eta = (
+                    (total_steps - step)
+                    * (time.perf_counter() - t_start)
+                    / max(step - start_step, 1)
+                )
                 extra = " | ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "loss")
-                log.info("step %d/%d | loss %.4f | %s | lr %.2e | %.0f tok/s | MFU %.2f | words %.2fM "
-                         "(%.2f ep) | ETA %s", step, total_steps, last["loss"], extra, lr, tok_s * world,
-                         row["mfu"], ledger.words_seen / 1e6, sampler.epochs, format_duration(eta))
+                log.info(
+                    "step %d/%d | loss %.4f | %s | lr %.2e | %.0f tok/s | MFU %.2f | words %.2fM "
+                    "(%.2f ep) | ETA %s",
+                    step,
+                    total_steps,
+                    last["loss"],
+                    extra,
+                    lr,
+                    tok_s * world,
+                    row["mfu"],
+                    ledger.words_seen / 1e6,
+                    sampler.epochs,
+                    format_duration(eta),
+                )
             t_window, window_tokens = time.perf_counter(), 0
 
         if (tc.eval_every and step % tc.eval_every == 0) or step == total_steps:
@@ -271,7 +325,11 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             t_window = time.perf_counter()
 
         crossed = [m for m in marks if words_before < m <= ledger.words_seen]
-        if crossed or step == total_steps or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
+        if (
+            crossed
+            or step == total_steps
+            or (tc.checkpoint_every and step % tc.checkpoint_every == 0)
+        ):
             checkpoint(word_mark=crossed[-1] if crossed else None)
             t_window = time.perf_counter()
 
