@@ -64,7 +64,9 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal and mask is None
+        )
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -116,7 +118,11 @@ class Transformer(nn.Module):
                 nn.init.ones_(p)
             elif p.dim() >= 2:
                 # GPT-2's scaled init for projections that write into the residual stream.
-                scale = 1 / math.sqrt(2 * self.cfg.n_layers) if ".out." in name or ".down." in name else 1
+                scale = (
+                    1 / math.sqrt(2 * self.cfg.n_layers)
+                    if ".out." in name or ".down." in name
+                    else 1
+                )
                 nn.init.normal_(p, 0.0, std * scale)
 
     def forward(
@@ -133,7 +139,9 @@ class Transformer(nn.Module):
         """
         T = ids.shape[1]
         if T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {T} tokens exceeds model.max_seq_len={self.cfg.max_seq_len}")
+            raise ValueError(
+                f"sequence of {T} tokens exceeds model.max_seq_len={self.cfg.max_seq_len}"
+            )
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         mask = None
         if padding is not None and not causal:
@@ -158,7 +166,11 @@ class Transformer(nn.Module):
         ~15% of them, and thrifty only projects those).
         """
         macs = sum(
-            matmul_params(m) for b in self.blocks for m in (b.attn.qkv, b.attn.out, b.mlp.gate_up, b.mlp.down)
+            matmul_params(m)
+            for b in self.blocks
+            for m in (b.attn.qkv, b.attn.out, b.mlp.gate_up, b.mlp.down)
         )
-        macs += head_fraction * self.embed.weight.numel()  # the tied head is a matmul; lookup is not
+        macs += (
+            head_fraction * self.embed.weight.numel()
+        )  # the tied head is a matmul; lookup is not
         return 6.0 * macs + 12.0 * self.cfg.n_layers * seq_len * self.cfg.d_model

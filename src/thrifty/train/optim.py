@@ -60,7 +60,9 @@ class LAMB(torch.optim.Optimizer):
                 p.add_(update, alpha=-group["lr"] * ratio)
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, cfg: TrainConfig, fused: bool = False
+) -> torch.optim.Optimizer:
     groups = param_groups(model, cfg)
     if cfg.optimizer == "lamb":
         return LAMB(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
