@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("thrifty-demo"), help="work folder")
     p.add_argument("--budget-words", type=parse_count, default=1_000_000)
-    p.add_argument("--steps", type=int, default=150, help="optimizer steps of 32×128 tokens")
+    p.add_argument("--steps", type=int, default=350, help="optimizer steps of 32×128 tokens")
     p.add_argument(
         "--blimp-pairs", type=int, default=100, help="pairs per BLiMP paradigm (max 1000)"
     )

@@ -25,7 +25,7 @@ from thrifty.data.samplers import SAMPLERS
 from thrifty.data.tokens import TokenStore
 from thrifty.errors import UserError
 from thrifty.models.transformer import Transformer
-from thrifty.objectives import OBJECTIVES, Batch, Objective
+from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.runs import latest_checkpoint, resolve_checkpoint
 from thrifty.train import distributed
 from thrifty.train.checkpoint import (
@@ -35,6 +35,7 @@ from thrifty.train.checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from thrifty.train.evaluate import score_blimp, validate
 from thrifty.train.metrics import MetricsLog, format_duration, peak_flops
 from thrifty.train.optim import build_optimizer, lr_at
 from thrifty.train.schedule import plan_steps, word_marks
@@ -50,60 +51,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-@torch.no_grad()
-def validate(objective: Objective, store: TokenStore, cfg: RunConfig, device, autocast) -> dict:
-    """Mean objective metrics over a fixed slice of the validation split.
-
-    Runs with its own fixed-seed generator so masking is identical at every evaluation and the
-    training stream of random numbers is not disturbed (that keeps resume exact).
-    """
-    B, T = cfg.train.batch_size, cfg.data.seq_len
-    n = min(cfg.train.eval_batches * B, store.num_windows(T))
-    saved, objective.generator = (
-        objective.generator,
-        torch.Generator().manual_seed(cfg.train.seed + 1),
-    )
-    objective.model.eval()
-    totals: dict[str, float] = {}
-    batches = 0
-    try:
-        for start in range(0, n, B):
-            ids = store.windows(range(start, min(start + B, n)), T).to(device)
-            with autocast():
-                out = objective(Batch(ids, progress=1.0))
-            for key, value in out.metrics.items():
-                totals[key] = totals.get(key, 0.0) + value
-            batches += 1
-    finally:
-        objective.generator = saved
-        objective.model.train()
-    return {f"val_{k}": v / max(batches, 1) for k, v in totals.items()}
-
-
-def score_blimp(cfg: RunConfig, model: Transformer, default_backend: str, ledger: Ledger) -> dict:
-    """Score the finished model on BLiMP; write eval/blimp_<backend>.json beside the run."""
-    import json
-
-    from thrifty.data.tokenizer import load_tokenizer
-    from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
-
-    backend = default_backend if cfg.eval.backend == "auto" else cfg.eval.backend
-    tokenizer = load_tokenizer(cfg.run_dir / "tokenizer.json")
-    model.eval()
-    result = evaluate_minimal_pairs(
-        model,
-        tokenizer,
-        cfg.eval.blimp_data,
-        backend=backend,
-        max_pairs_per_paradigm=cfg.eval.max_pairs_per_paradigm,
-    )
-    out = cfg.run_dir / "eval" / f"blimp_{backend}.json"
-    out.parent.mkdir(exist_ok=True)
-    atomic_write_text(out, json.dumps({**result, "ledger": ledger.to_dict()}, indent=1))
-    log.info("BLiMP (%s): macro accuracy %.1f%% -> %s", backend, 100 * result["macro"], out)
-    return {f"blimp_{backend}": result["macro"]}
 
 
 def resume_point(cfg: RunConfig, resume: str | None, create: bool) -> Path | None:
@@ -316,13 +263,14 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 )
             t_window, window_tokens = time.perf_counter(), 0
 
+        # Time spent evaluating and checkpointing is kept out of the tokens/s window.
+        t_pause = time.perf_counter()
         if (tc.eval_every and step % tc.eval_every == 0) or step == total_steps:
             val = validate(objective, valid_store, cfg, device, autocast)
             if main:
                 metrics.write({"step": step, "words": ledger.words_seen, **val})
                 log.info("step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in val.items()))
             last.update(val)
-            t_window = time.perf_counter()
 
         crossed = [m for m in marks if words_before < m <= ledger.words_seen]
         if (
@@ -331,7 +279,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             or (tc.checkpoint_every and step % tc.checkpoint_every == 0)
         ):
             checkpoint(word_mark=crossed[-1] if crossed else None)
-            t_window = time.perf_counter()
+        t_window += time.perf_counter() - t_pause
 
     if main and cfg.eval.blimp_data:
         last.update(score_blimp(cfg, model, objective.default_backend, ledger))

@@ -36,7 +36,7 @@ class MetricsLog:
         self._file.close()
 
 
-def measure_matmul_peak(n: int = 1024, repeats: int = 10) -> float:
+def measure_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of a square fp32 matmul on this CPU: the denominator of MFU on CPU."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm up the BLAS threads

@@ -1,0 +1,69 @@
+"""Evaluation during and at the end of training: validation loss and BLiMP on the final model."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import torch
+
+from thrifty.config import RunConfig
+from thrifty.data.budget import Ledger
+from thrifty.data.tokens import TokenStore
+from thrifty.models.transformer import Transformer
+from thrifty.objectives import Batch, Objective
+from thrifty.train.checkpoint import atomic_write_text
+
+log = logging.getLogger("thrifty.train")
+
+
+@torch.no_grad()
+def validate(objective: Objective, store: TokenStore, cfg: RunConfig, device, autocast) -> dict:
+    """Mean objective metrics over a fixed slice of the validation split.
+
+    Runs with its own fixed-seed generator so masking is identical at every evaluation and the
+    training stream of random numbers is not disturbed (that keeps resume exact).
+    """
+    B, T = cfg.train.batch_size, cfg.data.seq_len
+    n = min(cfg.train.eval_batches * B, store.num_windows(T))
+    saved, objective.generator = (
+        objective.generator,
+        torch.Generator().manual_seed(cfg.train.seed + 1),
+    )
+    objective.model.eval()
+    totals: dict[str, float] = {}
+    batches = 0
+    try:
+        for start in range(0, n, B):
+            ids = store.windows(range(start, min(start + B, n)), T).to(device)
+            with autocast():
+                out = objective(Batch(ids, progress=1.0))
+            for key, value in out.metrics.items():
+                totals[key] = totals.get(key, 0.0) + value
+            batches += 1
+    finally:
+        objective.generator = saved
+        objective.model.train()
+    return {f"val_{k}": v / max(batches, 1) for k, v in totals.items()}
+
+
+def score_blimp(cfg: RunConfig, model: Transformer, default_backend: str, ledger: Ledger) -> dict:
+    """Score the finished model on BLiMP; write eval/blimp_<backend>.json beside the run."""
+    from thrifty.data.tokenizer import load_tokenizer
+    from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
+
+    backend = default_backend if cfg.eval.backend == "auto" else cfg.eval.backend
+    tokenizer = load_tokenizer(cfg.run_dir / "tokenizer.json")
+    model.eval()
+    result = evaluate_minimal_pairs(
+        model,
+        tokenizer,
+        cfg.eval.blimp_data,
+        backend=backend,
+        max_pairs_per_paradigm=cfg.eval.max_pairs_per_paradigm,
+    )
+    out = cfg.run_dir / "eval" / f"blimp_{backend}.json"
+    out.parent.mkdir(exist_ok=True)
+    atomic_write_text(out, json.dumps({**result, "ledger": ledger.to_dict()}, indent=1))
+    log.info("BLiMP (%s): macro accuracy %.1f%% -> %s", backend, 100 * result["macro"], out)
+    return {f"blimp_{backend}": result["macro"]}
