@@ -165,3 +165,18 @@ def test_keep_last_prunes_old_checkpoints(nano_cfg):
     train(cfg)
     names = sorted(p.name for p in (cfg.run_dir / "checkpoints").glob("step_*"))
     assert names == ["step_00000018", "step_00000020"]
+
+
+def test_word_mark_checkpoints_survive_pruning(nano_cfg, monkeypatch):
+    import thrifty.train.loop as loop
+
+    cfg = nano_cfg("train.babylm_marks=true", "train.checkpoint_every=0", "train.keep_last=1")
+    words_per_step = 8 * 32 * loop.TokenStore(cfg.data.path, "train").words_per_token
+    marks = [int(words_per_step * 5.5), int(words_per_step * 12.5)]  # crossed at steps 6 and 13
+    monkeypatch.setattr(loop, "word_marks", lambda: marks)
+    train(cfg)
+    ckpts = cfg.run_dir / "checkpoints"
+    names = sorted(p.name for p in ckpts.glob("step_*"))
+    assert names == ["step_00000006", "step_00000013", "step_00000020"]
+    state = json.loads((ckpts / "step_00000006" / "state.json").read_text())
+    assert state["word_mark"] == marks[0]
