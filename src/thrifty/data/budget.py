@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from thrifty.atomic import write_text_atomic
 from thrifty.errors import UserError
 
 LEDGER_FILE = "ledger.json"
@@ -156,19 +156,6 @@ class Ledger:
         except json.JSONDecodeError as e:
             raise UserError(f"{target}:{e.lineno}: not valid JSON ({e.msg})") from None
         return cls.from_dict(data, str(target))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so that readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- spending the budget: how many words of each document to keep -----------------------------

@@ -22,12 +22,12 @@ from rich.progress import Progress
 from tokenizers import Tokenizer
 
 from thrifty import __version__
+from thrifty.atomic import write_text_atomic
 from thrifty.data.budget import (
     Ledger,
     select_prefix,
     select_sample,
     split_valid,
-    write_text_atomic,
 )
 from thrifty.data.corpus import SourceScan, resolve_source, scan, truncate_words
 from thrifty.data.tokenizer import (

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from thrifty.atomic import write_text_atomic
 from thrifty.runs import CHECKPOINTS, LATEST, read_state, sha256_file
 
 
@@ -32,15 +33,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def rng_state(extra: dict[str, torch.Tensor]) -> dict:
@@ -105,7 +97,7 @@ def save_checkpoint(
     if final.exists():  # re-saving a step after resume: replace the old copy
         shutil.rmtree(final)
     os.replace(tmp, final)
-    atomic_write_text(root / LATEST, final.name)
+    write_text_atomic(root / LATEST, final.name)
     _fsync_dir(root)
     prune(root, keep_last)
     return final

@@ -7,12 +7,12 @@ import logging
 
 import torch
 
+from thrifty.atomic import write_text_atomic
 from thrifty.config import RunConfig
 from thrifty.data.budget import Ledger
 from thrifty.data.tokens import TokenStore
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import Batch, Objective
-from thrifty.train.checkpoint import atomic_write_text
 
 log = logging.getLogger("thrifty.train")
 
@@ -64,6 +64,6 @@ def score_blimp(cfg: RunConfig, model: Transformer, default_backend: str, ledger
     )
     out = cfg.run_dir / "eval" / f"blimp_{backend}.json"
     out.parent.mkdir(exist_ok=True)
-    atomic_write_text(out, json.dumps({**result, "ledger": ledger.to_dict()}, indent=1))
+    write_text_atomic(out, json.dumps({**result, "ledger": ledger.to_dict()}, indent=1))
     log.info("BLiMP (%s): macro accuracy %.1f%% -> %s", backend, 100 * result["macro"], out)
     return {f"blimp_{backend}": result["macro"]}

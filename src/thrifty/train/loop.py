@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from thrifty.atomic import write_text_atomic
 from thrifty.config import RunConfig, dump_config
 from thrifty.data.budget import Ledger
 from thrifty.data.prepare import load_manifest
@@ -29,7 +30,6 @@ from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.runs import latest_checkpoint, resolve_checkpoint
 from thrifty.train import distributed
 from thrifty.train.checkpoint import (
-    atomic_write_text,
     load_training_state,
     restore_rng,
     rng_state,
@@ -142,7 +142,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     run_dir = cfg.run_dir
     config_yaml = dump_config(cfg)
     if main:
-        atomic_write_text(run_dir / "config.yaml", config_yaml)
+        write_text_atomic(run_dir / "config.yaml", config_yaml)
         shutil.copyfile(data_dir / "tokenizer.json", run_dir / "tokenizer.json")
     metrics = (
         MetricsLog(run_dir / "metrics.jsonl", resume_step=step if ckpt else None) if main else None
