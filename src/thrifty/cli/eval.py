@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from thrifty.atomic import write_text_atomic
 from thrifty.errors import UserError
 
 TASKS = ("blimp",)
@@ -65,13 +65,6 @@ def _backend(requested: str, objective: dict) -> str:
     return OBJECTIVES.get(objective["name"]).default_backend
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     from thrifty.data.tokenizer import load_tokenizer
     from thrifty.eval.minimal_pairs import evaluate_minimal_pairs, format_table
@@ -109,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     }
     suffix = backend if args.variant == "original" else f"{backend}_{args.variant}"
     out = Path(args.out) if args.out else loaded.run_dir / "eval" / f"{args.task}_{suffix}.json"
-    _write_json(out, result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
