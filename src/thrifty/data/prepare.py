@@ -22,7 +22,7 @@ from rich.progress import Progress
 from tokenizers import Tokenizer
 
 from thrifty import __version__
-from thrifty.atomic import write_text_atomic
+from thrifty.atomic import replace_folder, write_text_atomic
 from thrifty.data.budget import (
     Ledger,
     select_prefix,
@@ -88,7 +88,7 @@ def prepare(
         try:
             tmp.mkdir(parents=True)
             manifest = _build(tmp, passes, vocab_size, tokenizer_path, ledger, settings)
-            _commit(tmp, out)
+            replace_folder(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # never leave half a dataset behind
             raise
@@ -279,14 +279,3 @@ def _write_tokens(passes: _Passes, tok: Tokenizer, folder: Path) -> dict[str, An
         if batch:
             flush()
         return {**writer.close(), "words": dict(passes.words)}
-
-
-def _commit(tmp: Path, out: Path) -> None:
-    """Swap the finished temp folder into place; an old dataset is removed only after."""
-    if out.exists() and any(out.iterdir()):
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)  # a missing or empty folder is replaced in one rename

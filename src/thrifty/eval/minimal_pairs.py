@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from thrifty.atomic import write_text_atomic
 from thrifty.errors import UserError
 from thrifty.eval.scoring import score_sentences
 from thrifty.registry import suggest
@@ -176,11 +176,7 @@ def evaluate_pairs(
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def evaluate_minimal_pairs(

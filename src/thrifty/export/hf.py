@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import processors
 
+from thrifty.atomic import replace_folder
 from thrifty.config import to_dict
 from thrifty.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, load_tokenizer
 from thrifty.errors import UserError
@@ -166,13 +167,7 @@ def export_hf(path: str | Path, out: str | Path, *, overwrite: bool = False) -> 
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         tmp.chmod(0o755)  # mkdtemp makes it private; exports are meant to be shared
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
