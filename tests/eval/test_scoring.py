@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from thrifty.config import ModelConfig
 from thrifty.data.tokenizer import BOS_ID, MASK_ID
 from thrifty.errors import UserError
+from thrifty.eval import prefix_tree
+from thrifty.eval.readout import hidden_at
 from thrifty.eval.scoring import VARIANTS, encode, score_continuations, score_sentences
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
@@ -169,3 +171,86 @@ def test_bad_arguments_are_user_errors(tiny_run):
         score_sentences(m, tok, ["the cat"], "causal", variant="within_word_l2r")
     with pytest.raises(UserError, match="max_seq_len"):
         score_sentences(m, tok, ["the cat " * 40], "causal")
+
+
+@torch.no_grad()
+def naive_causal(model, ids: list[int], first: int = 1) -> float:
+    """One causal forward for one sequence; sum of log p(ids[t] | ids[<t]) for t >= first."""
+    x = torch.tensor(ids)[None]
+    logp = model.logits(model(x[:, :-1], causal=True))[0].log_softmax(-1)
+    return sum(logp[t - 1, ids[t]].item() for t in range(first, len(ids)))
+
+
+@pytest.mark.parametrize("pack_nodes", [4, 128])
+def test_shared_prefixes_score_as_separate_sequences(toy, tiny_run, monkeypatch, pack_nodes):
+    """Prefix-tree packing: duplicates, prefixes of other sentences, splits between tries."""
+    monkeypatch.setattr(prefix_tree, "PACK_NODES", pack_nodes)
+    m, tok = tiny_run.model, tiny_run.tokenizer
+    base = toy.texts(6, seed=7)
+    texts = base + [base[0], base[0] + " the cat", base[0] + " a dog", base[1][:5], "", "a"]
+    texts += [base[2] + " big", base[2] + " big red", base[2]]
+    expected = [naive_causal(m, ids_of(tok, t)) for t in texts]
+    for cap in (16, 10**6):
+        scores = score_sentences(m, tok, texts, "causal", max_batch_tokens=cap)
+        assert scores == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+def test_shared_contexts_score_only_the_continuation(tiny_run, monkeypatch):
+    monkeypatch.setattr(prefix_tree, "PACK_NODES", 8)
+    m, tok = tiny_run.model, tiny_run.tokenizer
+    context = "the cat sat on the mat and then"
+    conts = [" it ran", " it was big", " it", " a dog ran in the park"]
+    scores = score_continuations(m, tok, [context] * 4 + ["a"], conts + [" dog"], "causal")
+    for (ctx, cont), score in zip([(context, c) for c in conts] + [("a", " dog")], scores):
+        ids = ids_of(tok, ctx) + tok.encode(cont, add_special_tokens=False).ids
+        assert score == pytest.approx(naive_causal(m, ids, len(ids_of(tok, ctx))), rel=1e-5)
+
+
+def test_tries_hold_every_sequence_once(toy, tiny_run):
+    texts = toy.texts(30, seed=8) + toy.texts(10, seed=8)  # 10 exact duplicates
+    packed = encode(tiny_run.tokenizer, texts)
+    order = sorted(range(len(texts)), key=lambda i: texts[i])
+    seen = set()
+    nodes = 0
+    for tokens, depth, parent, seq, node, pos in prefix_tree.build_tries(
+        packed.flat, packed.starts, packed.lengths, order
+    ):
+        nodes += len(tokens)
+        assert len(tokens) <= prefix_tree.PACK_NODES and parent[0] == -1
+        assert (depth[1:] == depth[parent[1:]] + 1).all()  # a child sits one below its parent
+        for s in set(seq.tolist()):
+            path = node[seq == s]
+            ids = packed.flat[packed.starts[s] : packed.starts[s] + packed.lengths[s]]
+            assert tokens[path].tolist() == ids[1:].tolist()
+            assert pos[seq == s].tolist() == list(range(1, len(ids)))
+            seen.add(s)
+    assert seen == set(range(len(texts)))
+    assert nodes < packed.lengths.sum()  # duplicates and shared prefixes are stored once
+    longest = int(packed.lengths.max())
+    small = prefix_tree.build_tries(packed.flat, packed.starts, packed.lengths, order, cap=4)
+    assert max(len(t[0]) for t in small) == longest  # the cap binds; one sequence still fits
+
+
+def test_a_long_prompt_is_stored_once_for_its_continuations(toy, tiny_run, monkeypatch):
+    monkeypatch.setattr(prefix_tree, "PACK_NODES", 8)
+    tok = tiny_run.tokenizer
+    prompt = " ".join(toy.texts(4, seed=10))  # far longer than PACK_NODES
+    texts = [prompt + c for c in (" the cat", " a dog ran", " it", " red and big")]
+    packed = encode(tok, texts)
+    tries = list(prefix_tree.build_tries(packed.flat, packed.starts, packed.lengths, range(4)))
+    n_prompt = len(ids_of(tok, prompt))
+    assert len(tries) == 1 and len(tries[0][0]) < n_prompt + 4 * 4  # one copy of the prompt
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_readout_equals_the_full_forward(tiny_run, padded):
+    m = tiny_run.model
+    g = torch.Generator().manual_seed(9)
+    ids = torch.randint(6, m.cfg.vocab_size, (5, 11), generator=g)
+    read = torch.tensor([0, 3, 10, 5, 1])
+    padding = None
+    if padded:
+        padding = torch.arange(11)[None] < torch.tensor([11, 7, 11, 9, 2])[:, None]
+    with torch.no_grad():
+        full = m(ids, causal=False, padding=padding)[torch.arange(5), read]
+        assert torch.allclose(hidden_at(m, ids, padding, read), full, atol=1e-5)

@@ -1,30 +1,45 @@
-"""``thrifty eval RUN --task blimp``: zero-shot minimal-pair accuracy of a run's checkpoint.
+"""``thrifty eval RUN --task blimp``: zero-shot scores of a run's checkpoint on ``EVAL_TASKS``.
 
-The result JSON carries the run's ledger and checkpoint step, so every number says which data
-budget produced it (DESIGN.md, Evaluation).
+Each task's result goes to ``<run>/eval/<task>_<backend>[_<variant>].json`` with the run's ledger
+and checkpoint step attached, so every number says which data budget produced it (DESIGN.md,
+Evaluation; schema in :mod:`thrifty.eval.tasks`).
+
+Where the data comes from, per task: ``--data DIR`` (that folder, one task only); else the first
+of ``--data-root``, the parent of the run's ``eval.blimp_data`` (for ``blimp``: that folder) and
+``$THRIFTY_DATA`` that holds the task's default sub-folder (``blimp/``,
+``babylm_eval/full_eval/...``, ``babylm_eval/fast_eval/...``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from thrifty.atomic import write_text_atomic
 from thrifty.errors import UserError
 
-TASKS = ("blimp",)
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "eval",
-        help="score a run on BLiMP-style minimal pairs",
-        description="Score a run (latest checkpoint) or a checkpoint folder on minimal pairs.",
+        help="zero-shot scores (BLiMP, supplement, entity tracking, wug)",
+        description="Score a run (latest checkpoint) or a checkpoint folder on zero-shot tasks.",
     )
     p.add_argument("run", help="run folder or checkpoint folder")
-    p.add_argument("--task", choices=TASKS, default="blimp", help="evaluation task")
-    p.add_argument("--data", help="folder of *.jsonl[.gz] pairs (default: config eval.blimp_data)")
+    p.add_argument(
+        "--task",
+        default="blimp",
+        help="a task, a comma-separated list, or 'all' (blimp, blimp_filtered, "
+        "blimp_supplement, blimp_fast, supplement_fast, entity_tracking, wug)",
+    )
+    p.add_argument("--data", help="folder of the task's *.jsonl[.gz] files (one task only)")
+    p.add_argument(
+        "--data-root",
+        help="folder laid out like the BabyLM evaluation data (blimp/, babylm_eval/...); "
+        "default: the parent of config eval.blimp_data, then $THRIFTY_DATA",
+    )
     p.add_argument(
         "--backend",
         choices=("auto", "causal", "mntp", "mlm"),
@@ -38,71 +53,131 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="PLL variant for mlm/mntp (Kauf & Ivanova 2023 recommend within_word_l2r)",
     )
     p.add_argument(
+        "--max-items-per-subtask",
         "--max-pairs-per-paradigm",
+        dest="max_items",
         type=int,
-        help="seeded subsample per paradigm (default: all pairs)",
+        help="seeded subsample of each paradigm / subset (default: every item)",
     )
-    p.add_argument("--paradigms", help="comma-separated paradigm names (default: all)")
+    p.add_argument(
+        "--subtasks",
+        "--paradigms",
+        dest="subtasks",
+        help="comma-separated file names without .jsonl[.gz] (default: all)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the subsample")
-    p.add_argument("--out", help="result JSON (default: <run>/eval/blimp_<backend>.json)")
-    p.add_argument("--items", help="also write per-pair scores to this .jsonl")
+    p.add_argument("--out", help="result JSON, one task only (default: <run>/eval/...)")
+    p.add_argument(
+        "--items",
+        help="also write per-item scores: a .jsonl file (one task) or a folder (several)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument(
         "--max-batch-tokens",
         type=int,
         default=None,
-        help="tokens per forward pass (default: 2048 on CPU, 65536 on GPU)",
+        help="tokens per forward pass, masked copies included; bounds memory "
+        "(default: 2048 on CPU, 65536 on GPU)",
     )
     p.set_defaults(func=run)
     return p
 
 
-def _backend(requested: str, objective: dict) -> str:
-    if requested != "auto":
-        return requested
+def choose_backend(requested: str, objective: dict) -> str:
+    """The backend to score with; refuses objectives whose model assigns no log-probs."""
     from thrifty.objectives import OBJECTIVES
 
-    return OBJECTIVES.get(objective["name"]).default_backend
+    name = objective["name"]
+    own = OBJECTIVES.get(name).default_backend
+    base = objective.get("base")
+    if isinstance(base, dict) and "name" in base:  # a wrapper (replay) scores like its base
+        name, own = base["name"], OBJECTIVES.get(base["name"]).default_backend
+    if own is None:
+        raise UserError(
+            f"objective {name!r} trains a discriminator, not a language model: zero-shot "
+            f"log-prob scoring ({requested} backend) is not meaningful for it; evaluate it by "
+            "fine-tuning instead"
+        )
+    return own if requested == "auto" else requested
+
+
+def _suffix(backend: str, variant: str) -> str:
+    return backend if variant == "original" else f"{backend}_{variant}"
 
 
 def run(args: argparse.Namespace) -> int:
-    from thrifty.data.tokenizer import load_tokenizer
-    from thrifty.eval.minimal_pairs import evaluate_minimal_pairs, format_table
-    from thrifty.runs import load_model
+    from thrifty.eval import EVAL_TASKS, Scorer, format_table, task_folder, task_names
+    from thrifty.runs import load_model, read_config, resolve_checkpoint
+
+    names = task_names(args.task)
+    if len(names) > 1 and (args.data or args.out):
+        raise UserError("--data and --out name one task's folder / file; use --data-root instead")
+    if args.max_batch_tokens is not None and args.max_batch_tokens < 1:
+        raise UserError(f"--max-batch-tokens must be >= 1, got {args.max_batch_tokens}")
+    cfg = read_config(resolve_checkpoint(args.run))  # refuse before loading any weights
+    backend = choose_backend(args.backend or cfg.eval.backend, cfg.objective)
+    if args.variant != "original" and backend == "causal":
+        raise UserError(f"--variant {args.variant} applies to the mlm and mntp backends")
+    section = {"max_items_per_subtask": args.max_items, "seed": args.seed}
+    if args.subtasks:
+        section["subtasks"] = [s.strip() for s in args.subtasks.split(",") if s.strip()]
+    folders = {
+        name: Path(args.data)
+        if args.data
+        else task_folder(name, args.data_root, cfg.eval.blimp_data)
+        for name in names
+    }  # every folder checked before the first (possibly long) scoring run
 
     loaded = load_model(args.run, args.device)
-    data = args.data or loaded.cfg.eval.blimp_data
-    if not data:
-        raise UserError("no minimal-pair data: pass --data DIR or set eval.blimp_data")
-    backend = _backend(args.backend or loaded.cfg.eval.backend, loaded.cfg.objective)
-    paradigms = (
-        [p.strip() for p in args.paradigms.split(",") if p.strip()] if args.paradigms else None
-    )
-    result = evaluate_minimal_pairs(
-        loaded.model,
-        load_tokenizer(loaded.run_dir),
-        data,
-        backend=backend,
-        variant=args.variant,
-        paradigms=paradigms,
-        max_pairs_per_paradigm=args.max_pairs_per_paradigm,
-        seed=args.seed,
-        items_path=args.items,
-        max_batch_tokens=args.max_batch_tokens,
-    )
-    print(format_table(result))
-    result = {
-        "task": args.task,
-        "run": str(loaded.run_dir),
-        "checkpoint": loaded.checkpoint.name,
-        "step": loaded.state.get("step"),
-        "objective": loaded.cfg.objective,
-        "ledger": loaded.ledger(),
-        **result,
-    }
-    suffix = backend if args.variant == "original" else f"{backend}_{args.variant}"
-    out = Path(args.out) if args.out else loaded.run_dir / "eval" / f"{args.task}_{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    scorer = Scorer(loaded.model, loaded.tokenizer(), backend, args.variant, args.max_batch_tokens)
+    suffix = _suffix(backend, args.variant)
+    for name in names:
+        task = EVAL_TASKS.build({"name": name, **section})
+        items = Path(args.items) if args.items else None
+        if items is not None and len(names) > 1:
+            items = items / f"{name}_{suffix}.items.jsonl"
+        result = task.evaluate(scorer, folders[name], items_path=items)
+        _report(name, result, format_table)
+        result = {
+            **result,
+            "run": str(loaded.run_dir),
+            "checkpoint": loaded.checkpoint.name,
+            "step": loaded.state.get("step"),
+            "objective": loaded.cfg.objective,
+            "ledger": loaded.ledger(),
+            "max_items_per_subtask": args.max_items,
+            "seed": args.seed,
+        }
+        out = Path(args.out) if args.out else loaded.run_dir / "eval" / f"{name}_{suffix}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out, json.dumps(_strict(result), indent=2) + "\n")
+        print(f"wrote {out}")
     return 0
+
+
+def _strict(value):
+    """Plain JSON: NaN (a correlation of constant scores) and inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _report(name: str, result: dict, format_table) -> None:
+    """Minimal-pair tasks get the paradigm table; the others their subtasks and score."""
+    if "paradigms" in result:
+        print(format_table(result))
+        return
+    metric = result["metric"]
+    print(f"{name} ({metric})")
+    for sub, res in result["subtasks"].items():
+        print(f"  {sub:<40} {res['n']:>6} {res['score']:8.3f}")
+    for split, value in result.get("splits", {}).items():
+        print(f"  {split + ' (mean over subsets)':<47} {value:8.3f}")
+    print(
+        f"{name}: {metric} {result['score']:.3f} over {result['n_items']} items, "
+        f"{result['seconds']:.1f}s ({result['sentences_per_s']:.0f} sequences/s)"
+    )

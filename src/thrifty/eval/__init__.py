@@ -1,5 +1,11 @@
-"""Zero-shot evaluation: sequence scoring backends and BLiMP-style minimal-pair tasks."""
+"""Zero-shot evaluation: sequence scoring backends and the ``EVAL_TASKS`` registry.
 
+Importing this package registers every task: ``blimp``, ``blimp_filtered``,
+``blimp_supplement``, ``blimp_fast``, ``supplement_fast`` (:mod:`thrifty.eval.blimp`),
+``entity_tracking`` and ``wug``. See :mod:`thrifty.eval.tasks` for the result schema.
+"""
+
+from thrifty.eval import blimp, entity_tracking, wug  # noqa: F401  (registers the members)
 from thrifty.eval.minimal_pairs import (
     evaluate_minimal_pairs,
     evaluate_pairs,
@@ -13,10 +19,14 @@ from thrifty.eval.scoring import (
     score_packed,
     score_sentences,
 )
+from thrifty.eval.tasks import EVAL_TASKS, Scorer, Task, task_folder, task_names
 
 __all__ = [
     "BACKENDS",
+    "EVAL_TASKS",
     "VARIANTS",
+    "Scorer",
+    "Task",
     "evaluate_minimal_pairs",
     "evaluate_pairs",
     "format_table",
@@ -24,4 +34,6 @@ __all__ = [
     "score_continuations",
     "score_packed",
     "score_sentences",
+    "task_folder",
+    "task_names",
 ]

@@ -9,18 +9,14 @@ accuracy (``linguistics_term``) is the mean over its paradigms.
 
 from __future__ import annotations
 
-import gzip
-import json
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from thrifty.atomic import write_text_atomic
 from thrifty.errors import UserError
+from thrifty.eval.records import data_files, read_records, stem, subsample, write_jsonl
 from thrifty.eval.scoring import score_sentences
-from thrifty.registry import suggest
 
 REQUIRED = ("sentence_good", "sentence_bad")
 
@@ -34,46 +30,12 @@ class Pair:
     source: str  # "file:line", for per-item output and error messages
 
 
-def _open(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _files(folder: Path) -> list[Path]:
-    if not folder.exists():
-        raise UserError(f"minimal-pair data not found: {folder}")
-    if folder.is_file():
-        return [folder]
-    files = sorted(p for p in folder.iterdir() if p.name.endswith((".jsonl", ".jsonl.gz")))
-    if not files:
-        raise UserError(f"{folder} holds no *.jsonl or *.jsonl.gz files")
-    return files
-
-
 def read_file(path: Path) -> list[Pair]:
-    stem = path.name.removesuffix(".gz").removesuffix(".jsonl")
     pairs = []
-    try:
-        with _open(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-                if not isinstance(rec, dict):
-                    raise UserError(f"{path}:{n}: expected a JSON object")
-                for key in REQUIRED:
-                    if not isinstance(rec.get(key), str):
-                        raise UserError(f"{path}:{n}: missing or non-string field {key!r}")
-                uid = str(rec.get("UID") or stem)
-                term = str(rec.get("linguistics_term") or uid)
-                pair = Pair(uid, term, rec["sentence_good"], rec["sentence_bad"], f"{path}:{n}")
-                pairs.append(pair)
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: unreadable ({e})") from None
+    for n, rec in read_records(path, {key: str for key in REQUIRED}):
+        uid = str(rec.get("UID") or stem(path))
+        term = str(rec.get("linguistics_term") or uid)
+        pairs.append(Pair(uid, term, rec["sentence_good"], rec["sentence_bad"], f"{path}:{n}"))
     return pairs
 
 
@@ -89,29 +51,13 @@ def read_pairs(
     ``paradigms`` name files without extension (BLiMP's UIDs). The subsample of a paradigm
     depends only on (seed, paradigm), so it does not change when other paradigms are filtered.
     """
-    files = _files(Path(folder))
-    if paradigms:
-        stems = {p: p.name.removesuffix(".gz").removesuffix(".jsonl") for p in files}
-        wanted = set(paradigms)
-        unknown = sorted(wanted - set(stems.values()))
-        if unknown:
-            names = sorted(stems.values())
-            raise UserError(f"paradigm {unknown[0]!r} not in {folder}{suggest(unknown[0], names)}")
-        files = [p for p in files if stems[p] in wanted]
     groups: dict[str, list[Pair]] = {}
-    for path in files:
+    for path in data_files(Path(folder), paradigms):
         for pair in read_file(path):
             groups.setdefault(pair.paradigm, []).append(pair)
     if not groups:
         raise UserError(f"{folder} holds no minimal pairs")
-    if max_pairs_per_paradigm is not None:
-        if max_pairs_per_paradigm < 1:
-            raise UserError(f"max_pairs_per_paradigm must be >= 1, got {max_pairs_per_paradigm}")
-        for uid, items in groups.items():
-            if len(items) > max_pairs_per_paradigm:
-                rng = random.Random(f"{seed}:{uid}")  # str seeds hash stably across runs
-                keep = rng.sample(range(len(items)), max_pairs_per_paradigm)
-                groups[uid] = [items[i] for i in sorted(keep)]
+    groups = subsample(groups, max_pairs_per_paradigm, seed)
     return [pair for uid in sorted(groups) for pair in groups[uid]]
 
 
@@ -161,7 +107,7 @@ def evaluate_pairs(
     for res in paradigms.values():
         by_term.setdefault(res["phenomenon"], []).append(res["accuracy"])
     if items_path is not None:
-        _write_jsonl(Path(items_path), items)
+        write_jsonl(items_path, items)
     return {
         "macro": sum(r["accuracy"] for r in paradigms.values()) / len(paradigms),
         "n_pairs": len(pairs),
@@ -172,11 +118,6 @@ def evaluate_pairs(
         "seconds": seconds,
         "sentences_per_s": len(unique) / seconds if seconds > 0 else float("inf"),
     }
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def evaluate_minimal_pairs(

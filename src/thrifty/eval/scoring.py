@@ -4,7 +4,7 @@ Every scorer returns, per sentence, the *sum* of natural-log token probabilities
 minimal-pair protocol, `papers/babylm_challenge.md` §4), with ``<s>`` prepended so that the
 first word is scored too:
 
-- ``causal``: Σ_t log p(w_t | <s> w_<t), one causal forward per sentence.
+- ``causal``: Σ_t log p(w_t | <s> w_<t), as one causal forward per sentence would give it.
 - ``mlm``: pseudo-log-likelihood (Salazar et al. 2020). One copy per token with that token
   replaced by ``<mask>``; bidirectional attention; read position t. ``<s>`` plays BERT's [CLS]
   and is never masked. Variant ``within_word_l2r`` (Kauf & Ivanova 2023) also masks the later
@@ -12,9 +12,18 @@ first word is scored too:
 - ``mntp``: like ``mlm`` but the prediction for the token masked at t is read at position t−1
   (Charpentier & Samuel 2024, GPT-BERT §7), so ``<s>`` at 0 predicts the first word.
 
-Speed: sequences are sorted by length and packed under a token cap, so batches are nearly
-pad-free; masked copies are built per batch with numpy indexing (never all at once) and the LM
-head runs only on the positions that are scored.
+Speed and memory (``max_batch_tokens``, the cap): no forward pass holds more than ``cap``
+token positions (rows x padded width; only a single sequence longer than the cap runs alone),
+and the LM head runs on at most ``HEAD_CHUNK_ELEMS`` logits at once.
+
+- ``causal``: sequences are sorted and merged into prefix trees, so a prefix shared by several
+  sentences (minimal pairs, template-built paradigms, entity-tracking options after one prompt)
+  is computed once (:mod:`thrifty.eval.prefix_tree`); tries are packed under the cap.
+- ``mlm`` / ``mntp``: the masked copies of *many* sentences share each forward pass: copies are
+  jobs (sentence, position), sorted by sentence length and cut into batches under the cap, so
+  batches are nearly pad-free; each batch's copies are built with numpy indexing when it runs
+  (never all at once). The last block and the LM head run only at the read position of each
+  copy (:mod:`thrifty.eval.readout`).
 """
 
 from __future__ import annotations
@@ -27,9 +36,13 @@ from itertools import chain
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from thrifty.data.tokenizer import BOS_ID, MASK_ID
 from thrifty.errors import UserError
+from thrifty.eval.prefix_tree import build_tries, score_tries
+from thrifty.eval.readout import hidden_at
+from thrifty.models.transformer import Transformer
 
 BACKENDS = ("causal", "mlm", "mntp")
 VARIANTS = ("original", "within_word_l2r")
@@ -108,28 +121,51 @@ def _token_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor) -> torch
     out = []
     for h, t in zip(hidden.split(rows), targets.split(rows), strict=True):
         logits = model.logits(h).float()  # (m, V)
-        out.append(logits.gather(1, t[:, None]).squeeze(1) - logits.logsumexp(-1))
+        # = logit[t] - logsumexp(logits); the fused kernel is ~25% faster on CPU
+        out.append(-F.cross_entropy(logits, t, reduction="none"))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
 def _causal(model, packed: Packed, cap: int, device: torch.device) -> np.ndarray:
+    """Sum of next-token log-probs from position ``first``, shared prefixes computed once."""
+    scores = np.zeros(len(packed.lengths))
+    if not len(scores) or packed.lengths.max() < 2:
+        return scores  # only <s>: nothing to score
+    if not isinstance(model, Transformer):
+        # Prefix trees need the transformer's internals (RoPE tables, blocks); wrappers that only
+        # offer forward + logits (ensembles) are scored as plain length-sorted batches.
+        return _causal_batched(model, packed, cap, device)
+    seq_bytes = [packed.flat[a : a + n].tobytes() for a, n in zip(packed.starts, packed.lengths)]
+    # Byte order is not integer order, but equal token prefixes are equal byte prefixes, so
+    # sequences that share a prefix still end up next to each other.
+    order = sorted(range(len(seq_bytes)), key=seq_bytes.__getitem__)
+    tries = build_tries(packed.flat, packed.starts, packed.lengths, order, cap)
+    tries = sorted(tries, key=_nodes)
+    for part in _batches(np.array([_nodes(t) for t in tries]), cap):
+        seqs, pos, logp = score_tries(model, tries[part], device, _token_logprobs)
+        keep = pos >= packed.first[seqs]
+        np.add.at(scores, seqs[keep], logp[keep])
+    return scores
+
+
+def _causal_batched(model, packed: Packed, cap: int, device: torch.device) -> np.ndarray:
     scores = np.zeros(len(packed.lengths))
     order = np.argsort(packed.lengths, kind="stable")
     for part in _batches(packed.lengths[order], cap):
         seqs = order[part]
         width = int(packed.lengths[seqs].max())
-        if width < 2:
-            continue  # only <s>: nothing to score
         ids, valid = _rows(packed, seqs, width)
-        pos = np.arange(1, width)
-        scored = valid[:, 1:] & (pos >= packed.first[seqs, None])  # (B, T-1) targets kept
+        scored = valid[:, 1:] & (np.arange(1, width) >= packed.first[seqs, None])
         ids_t = torch.from_numpy(ids).to(device)
         hidden = model(ids_t[:, :-1], causal=True)  # right padding needs no mask
         sel = torch.from_numpy(scored).to(device)
         logp = _token_logprobs(model, hidden[sel], ids_t[:, 1:][sel])
-        rows = np.nonzero(scored)[0]
-        np.add.at(scores, seqs[rows], logp.double().cpu().numpy())
+        np.add.at(scores, seqs[np.nonzero(scored)[0]], logp.double().cpu().numpy())
     return scores
+
+
+def _nodes(trie: tuple[np.ndarray, ...]) -> int:
+    return len(trie[0])
 
 
 def _masked(
@@ -155,9 +191,8 @@ def _masked(
         else:
             ids[r, pos] = MASK_ID
         padding = None if valid.all() else torch.from_numpy(valid).to(device)
-        hidden = model(torch.from_numpy(ids).to(device), causal=False, padding=padding)
         read = torch.from_numpy(pos - shift).to(device)
-        h = hidden[torch.arange(len(seqs), device=device), read]  # (B, C)
+        h = hidden_at(model, torch.from_numpy(ids).to(device), padding, read)  # (B, C)
         logp = _token_logprobs(model, h, torch.from_numpy(targets).to(device))
         np.add.at(scores, seqs, logp.double().cpu().numpy())
     return scores
@@ -201,6 +236,18 @@ def score_packed(
         model.train(was_training)
 
 
+def _check_lengths(model, packed: Packed, texts: Sequence[str]) -> None:
+    """A UserError that quotes the text when a sequence does not fit the model."""
+    limit = model.cfg.max_seq_len
+    if len(packed.lengths) and packed.lengths.max() > limit:
+        i = int(packed.lengths.argmax())
+        text = texts[i] if len(texts[i]) <= 80 else texts[i][:77] + "..."
+        raise UserError(
+            f"{text!r} is {packed.lengths[i]} tokens with <s>, more than the model's "
+            f"max_seq_len={limit}"
+        )
+
+
 def score_sentences(
     model,
     tokenizer,
@@ -213,6 +260,7 @@ def score_sentences(
 ) -> list[float]:
     """log p(sentence) as a sum of token log-probs (nats), one float per sentence, in order."""
     packed = encode(tokenizer, sentences, words=variant == "within_word_l2r")
+    _check_lengths(model, packed, sentences)
     out = score_packed(
         model, packed, backend, variant=variant, max_batch_tokens=max_batch_tokens, device=device
     )
@@ -238,6 +286,7 @@ def score_continuations(
     if len(contexts) != len(continuations):
         raise UserError(f"{len(contexts)} contexts but {len(continuations)} continuations")
     packed = encode(tokenizer, continuations, contexts, words=variant == "within_word_l2r")
+    _check_lengths(model, packed, [c + t for c, t in zip(contexts, continuations)])
     out = score_packed(
         model, packed, backend, variant=variant, max_batch_tokens=max_batch_tokens, device=device
     )
