@@ -1,4 +1,10 @@
-"""``thrifty export RUN --format hf --out DIR``: write a folder that ``transformers`` loads."""
+"""``thrifty export RUN --format hf --out DIR [--remote-code]``: a folder ``transformers`` loads.
+
+Causal models export as ``LlamaForCausalLM`` (no custom code). Masked and hybrid models need
+``--remote-code``, which writes thrifty's modeling code into the folder for
+``trust_remote_code=True``; without it a masked LM is refused and a GPT-BERT model exports for
+its causal mode only.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Export a run (latest checkpoint) or a checkpoint folder.",
     )
     p.add_argument("run", help="run folder or checkpoint folder")
-    p.add_argument("--format", choices=FORMATS, default="hf", help="hf: LlamaForCausalLM folder")
+    p.add_argument("--format", choices=FORMATS, default="hf", help="hf: a transformers folder")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument(
+        "--remote-code",
+        action="store_true",
+        help="masked / hybrid models: write modeling code for trust_remote_code=True "
+        "(AutoModelForMaskedLM; also AutoModelForCausalLM for gpt_bert)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -26,13 +38,17 @@ def run(args: argparse.Namespace) -> int:
 
     from thrifty.export.hf import export_hf
 
-    out = export_hf(args.run, args.out, overwrite=args.overwrite)
+    out = export_hf(args.run, args.out, overwrite=args.overwrite, remote_code=args.remote_code)
     meta = json.loads((out / "thrifty.json").read_text())
-    print(f"wrote {out} (LlamaForCausalLM, step {meta['step']})")
-    if meta["scoring_backend"] != "causal":
+    print(f"wrote {out} ({meta['architecture']}, step {meta['step']})")
+    if meta["remote_code"]:
+        classes = ", ".join(meta["auto_classes"])
+        print(f"load with trust_remote_code=True ({classes}); {meta['logits']}")
+    elif meta["scoring_backend"] != "causal":
         # The weights load fine, but LlamaForCausalLM always attends causally.
         print(
             f"note: {meta['objective']['name']!r} models are scored with the "
-            f"{meta['scoring_backend']!r} backend; LlamaForCausalLM runs them causally"
+            f"{meta['scoring_backend']!r} backend; LlamaForCausalLM runs them causally only. "
+            "Pass --remote-code for the bidirectional (masked) model"
         )
     return 0

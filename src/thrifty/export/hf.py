@@ -1,14 +1,21 @@
-"""Export a thrifty checkpoint as a folder that ``transformers`` loads as ``LlamaForCausalLM``.
+"""Export a thrifty checkpoint as a folder that ``transformers`` loads.
 
 thrifty's transformer is the Llama layout (Touvron et al. 2023: RoPE in rotate-half form,
-RMSNorm pre-norm, SwiGLU, no biases) with tied embeddings, so export only renames tensors and
-splits the fused q/k/v and gate/up projections. No custom code is needed to load the result:
+RMSNorm pre-norm, SwiGLU, no biases) with tied embeddings, so a causal model exports as
+``LlamaForCausalLM`` by renaming tensors and splitting the fused q/k/v and gate/up projections.
+No custom code is needed to load the result:
 
     AutoModelForCausalLM.from_pretrained(folder); AutoTokenizer.from_pretrained(folder)
 
+Masked and hybrid models attend bidirectionally, which ``LlamaForCausalLM`` cannot do: with
+``remote_code=True`` (``thrifty export --remote-code``) they get thrifty's own modeling code and
+load with ``trust_remote_code=True`` (see ``remote.py``). Without it a masked LM is refused and a
+GPT-BERT model exports as ``LlamaForCausalLM`` for its causal mode only.
+
 The tokenizer prepends ``<s>`` (as thrifty does in training and scoring), so ``tok(text)``
 gives the ids the model was trained on; ``add_special_tokens=False`` gives the raw BPE ids.
-``thrifty.json`` carries the run's ledger and objective: the data budget travels with the model.
+``thrifty.json`` carries the run's ledger and objective, and says what the logits mean;
+``README.md`` says the same for people: the data budget travels with the model.
 """
 
 from __future__ import annotations
@@ -27,9 +34,16 @@ from thrifty.atomic import replace_folder
 from thrifty.config import to_dict
 from thrifty.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, load_tokenizer
 from thrifty.errors import UserError
+from thrifty.export import remote
+from thrifty.export.card import model_card
+from thrifty.export.remote import remote_config, remote_state_dict
 from thrifty.runs import LoadedModel, load_model
 
 FORMAT_VERSION = 1
+CAUSAL_LOGITS = (
+    "LlamaForCausalLM (causal): logits[:, t] predicts the token at position t+1 "
+    "(BabyLM backend 'causal')."
+)
 
 
 def _dense(module: torch.nn.Module, where: str) -> torch.Tensor:
@@ -128,41 +142,81 @@ def _tokenizer_files(loaded: LoadedModel, folder: Path) -> None:
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
 
 
-def _write(loaded: LoadedModel, folder: Path) -> None:
-    save_file(hf_state_dict(loaded.model), str(folder / "model.safetensors"), {"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(llama_config(loaded.cfg), indent=2) + "\n")
+def _write(loaded: LoadedModel, folder: Path, backend: str | None, remote_code: bool) -> None:
+    if remote_code:
+        weights = remote_state_dict(loaded.model, _dense)
+        config = remote_config(loaded.cfg, backend)
+        remote.write_code(folder)
+        classes = sorted(config["auto_map"])
+        logits = remote.LOGITS[backend]
+    else:
+        weights, config = hf_state_dict(loaded.model), llama_config(loaded.cfg)
+        classes = ["AutoModelForCausalLM"]
+        logits = CAUSAL_LOGITS
+    save_file(weights, str(folder / "model.safetensors"), {"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     generation = {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID}
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     _tokenizer_files(loaded, folder)
-    from thrifty.objectives import OBJECTIVES  # lazily: exporting needs no training code
-
-    objective = loaded.cfg.objective
     meta = {
         "format": "thrifty-hf-export",
         "version": FORMAT_VERSION,
         "source_checkpoint": str(loaded.checkpoint.resolve()),
         "step": loaded.state.get("step"),
-        "objective": objective,
-        "scoring_backend": OBJECTIVES.get(objective["name"]).default_backend,
+        "objective": loaded.cfg.objective,
+        "scoring_backend": backend,
         "bos_prepended": True,
+        "remote_code": remote_code,
+        "architecture": config["architectures"][0],
+        "auto_classes": classes,
+        "logits": logits,
         "ledger": loaded.ledger(),
         "config": to_dict(loaded.cfg),
     }
+    if remote_code:
+        meta["mask_prediction_offset"] = config["mask_prediction_offset"]
     (folder / "thrifty.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (folder / "README.md").write_text(model_card(meta))
 
 
-def export_hf(path: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``out`` (atomically: temp folder, then rename) from a run or checkpoint folder."""
+def _check_mode(objective: str, backend: str | None, remote_code: bool) -> None:
+    """Refuse exports that would load but compute something else than the model learned."""
+    if remote_code and backend == "causal":
+        raise UserError(
+            f"{objective!r} models load as LlamaForCausalLM without custom code; "
+            "--remote-code is for masked and hybrid models"
+        )
+    if not remote_code and backend not in ("causal", "mntp"):
+        raise UserError(
+            f"{objective!r} models attend bidirectionally, and LlamaForCausalLM would run them "
+            "causally (meaningless scores); pass --remote-code (remote_code=True) to write "
+            "modeling code that transformers loads with trust_remote_code=True"
+        )
+
+
+def export_hf(
+    path: str | Path, out: str | Path, *, overwrite: bool = False, remote_code: bool = False
+) -> Path:
+    """Write ``out`` (atomically: temp folder, then rename) from a run or checkpoint folder.
+
+    ``remote_code``: for masked and hybrid models, also write thrifty's modeling code so that
+    ``AutoModelForMaskedLM.from_pretrained(out, trust_remote_code=True)`` loads them.
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists (pass overwrite=True / --overwrite to replace it)")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
     loaded = load_model(path, "cpu")
+    from thrifty.objectives import OBJECTIVES  # lazily: exporting needs no training code
+
+    objective = loaded.cfg.objective["name"]
+    backend = OBJECTIVES.get(objective).default_backend
+    _check_mode(objective, backend, remote_code)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        _write(loaded, tmp)
+        _write(loaded, tmp, backend, remote_code)
         for f in tmp.iterdir():  # make the written data durable before it becomes visible
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
