@@ -24,7 +24,8 @@ def windows(B=8, T=33, seed=0) -> torch.Tensor:
 def test_every_objective_learns_a_repeated_batch(name):
     m = model()
     objective = OBJECTIVES.build({"name": name}, m, seed=0)
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    owned = list(objective.owned.parameters()) if objective.owned is not None else []
+    opt = torch.optim.AdamW([*m.parameters(), *owned], lr=1e-2)
     # Rows that repeat with a short period: masked tokens are predictable from their neighbours.
     ids = NUM_SPECIAL + (torch.arange(33)[None] * torch.arange(1, 9)[:, None] % 7)
     losses = []

@@ -5,6 +5,10 @@ named by ``latest`` (itself replaced atomically). A folder that was never rename
 for resume. ``state.json`` records the sha256 of every other file so truncation or tampering is
 caught on load. Nothing is unpickled: weights are safetensors, optimizer and RNG states are read
 with ``torch.load(weights_only=True)``.
+
+``model.safetensors`` holds the run's model, the one evaluation and export read. Networks an
+objective trains besides it (ELECTRA's generator and heads) go to ``objective.safetensors``,
+written only when there are any.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from thrifty.atomic import write_text_atomic
+from thrifty.errors import UserError
 from thrifty.runs import CHECKPOINTS, LATEST, read_state, sha256_file
+
+OBJECTIVE_WEIGHTS = "objective.safetensors"
 
 
 def step_name(step: int) -> str:
@@ -69,8 +76,12 @@ def save_checkpoint(
     state: dict,
     config_yaml: str,
     keep_last: int,
+    objective_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically, point ``latest`` at it, prune old ones."""
+    """Write checkpoint ``step`` atomically, point ``latest`` at it, prune old ones.
+
+    ``objective_state``: weights of the objective's own networks, saved as objective.safetensors.
+    """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_name(step)
@@ -81,13 +92,17 @@ def save_checkpoint(
         {k: v.detach().cpu().contiguous() for k, v in model_state.items()},
         str(tmp / "model.safetensors"),
     )
+    names = ["model.safetensors", "optim.pt", "rng.pt", "config.yaml"]
+    if objective_state is not None:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in objective_state.items()},
+            str(tmp / OBJECTIVE_WEIGHTS),
+        )
+        names.append(OBJECTIVE_WEIGHTS)
     torch.save(optim_state, tmp / "optim.pt")
     torch.save(rng, tmp / "rng.pt")
     (tmp / "config.yaml").write_text(config_yaml)
-    files = {
-        name: sha256_file(tmp / name)
-        for name in ("model.safetensors", "optim.pt", "rng.pt", "config.yaml")
-    }
+    files = {name: sha256_file(tmp / name) for name in names}
     with open(tmp / "state.json", "w") as f:
         json.dump({**state, "step": step, "files": files}, f, indent=1)
     for name in [*files, "state.json"]:
@@ -127,3 +142,13 @@ def load_training_state(ckpt: Path) -> tuple[dict, dict, dict]:
     optim_state = torch.load(ckpt / "optim.pt", weights_only=True, map_location="cpu")
     rng = torch.load(ckpt / "rng.pt", weights_only=True)
     return state, optim_state, rng
+
+
+def load_objective_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """Weights of the objective's own networks from a checkpoint (checksum verified on load)."""
+    if OBJECTIVE_WEIGHTS not in read_state(ckpt, verify=False).get("files", {}):
+        raise UserError(
+            f"{ckpt} has no {OBJECTIVE_WEIGHTS}: it was not written by this objective "
+            "(its generator and heads cannot be restored)"
+        )
+    return load_file(str(ckpt / OBJECTIVE_WEIGHTS))

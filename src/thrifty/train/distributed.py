@@ -31,19 +31,24 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
-def broadcast_parameters(model: torch.nn.Module) -> None:
+def broadcast_parameters(*modules: torch.nn.Module) -> None:
     """Give every rank rank 0's initial weights."""
     if world()[1] > 1:
-        for p in model.parameters():
-            dist.broadcast(p.data, src=0)
+        for module in modules:
+            for p in module.parameters():
+                dist.broadcast(p.data, src=0)
 
 
-def average_gradients(model: torch.nn.Module) -> None:
-    """Replace each gradient by its mean over ranks (one flat all-reduce)."""
+def average_gradients(*modules: torch.nn.Module) -> None:
+    """Replace each gradient of ``modules`` (the model, an objective's own networks) by its
+    mean over ranks, in one flat all-reduce."""
     n = world()[1]
     if n == 1:
         return
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    unique = {id(p): p for module in modules for p in module.parameters()}
+    grads = [p.grad for p in unique.values() if p.grad is not None]
+    if not grads:
+        return
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat /= n
@@ -51,6 +56,17 @@ def average_gradients(model: torch.nn.Module) -> None:
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def all_gather(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``t`` (same shape on each) concatenated along dim 0 in rank order; identity
+    on one process. For per-sample losses that must be normalised over the global batch."""
+    n = world()[1]
+    if n == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(n)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
 
 
 def mean(value: float) -> float:

@@ -27,9 +27,11 @@ from thrifty.data.tokens import TokenStore
 from thrifty.errors import UserError
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
-from thrifty.runs import latest_checkpoint, resolve_checkpoint
+from thrifty.objectives.reweighting import Reweighting
+from thrifty.runs import latest_checkpoint, read_state, resolve_checkpoint
 from thrifty.train import distributed
 from thrifty.train.checkpoint import (
+    load_objective_weights,
     load_training_state,
     restore_rng,
     rng_state,
@@ -67,6 +69,34 @@ def resume_point(cfg: RunConfig, resume: str | None, create: bool) -> Path | Non
             "or choose another name= for a new run"
         )
     return existing
+
+
+def start_from(init_from: str, model: Transformer, manifest: dict, load: bool) -> tuple[Path, int]:
+    """The checkpoint ``train.init_from`` names and the words its ledger charged; with ``load``
+    (a fresh run, not a resumed one) its weights are copied into ``model``."""
+    from safetensors.torch import load_file
+
+    from thrifty.data.tokenizer import load_tokenizer, tokenizer_sha256
+
+    start = resolve_checkpoint(init_from)
+    state = read_state(start)  # checksums verified
+    tokenizer = start.parent.parent / "tokenizer.json"
+    wanted = manifest["ledger"]["tokenizer"].get("sha256")
+    if tokenizer.is_file() and tokenizer_sha256(load_tokenizer(tokenizer)) != wanted:
+        raise UserError(
+            f"train.init_from={init_from}: its tokenizer differs from the one of data.path; "
+            f"prepare the data with `thrifty prepare ... --tokenizer {tokenizer}`"
+        )
+    if load:
+        try:
+            model.load_state_dict(load_file(str(start / "model.safetensors")))
+        except RuntimeError as e:
+            raise UserError(
+                f"train.init_from={init_from}: its weights do not fit this run's model section "
+                f"(copy the model settings from {start}/config.yaml): {e}"
+            ) from None
+    words = Ledger.from_dict(state["ledger"]).charged_words() if "ledger" in state else 0
+    return start, words
 
 
 def train(cfg: RunConfig, resume: str | None = None) -> dict:
@@ -119,8 +149,13 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     distributed.broadcast_parameters(model)
     forward_model = torch.compile(model) if tc.compile else model
     objective = OBJECTIVES.build(cfg.objective, forward_model, seed=tc.seed)
+    owned = objective.owned  # networks the objective trains besides the model (ELECTRA)
+    if owned is not None:
+        distributed.broadcast_parameters(owned)
+    trained = [model] if owned is None else [model, owned]
+    params = [p for module in trained for p in module.parameters()]
     sampler = SAMPLERS.build(cfg.data.sampler, train_store.num_windows(T), seed=tc.seed)
-    optimizer = build_optimizer(model, tc, fused=device.type == "cuda")
+    optimizer = build_optimizer(model, tc, fused=device.type == "cuda", extra=owned)
 
     # ---- resume or start
     step, tokens_seen = 0, 0
@@ -131,6 +166,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        if owned is not None:
+            owned.load_state_dict(load_objective_weights(ckpt))
         optimizer.load_state_dict(optim_state)
         sampler.load_state_dict(state["sampler"])
         objective.generator.set_state(rng["objective"])
@@ -139,6 +176,19 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         ledger.words_seen = state["ledger"]["words_seen"]
         if main:
             log.info("resumed from %s (step %d)", ckpt, step)
+    if tc.init_from:  # the start model's words count, whether this run is fresh or resumed
+        start, words = start_from(tc.init_from, model, manifest, load=ckpt is None)
+        ledger.charge_aux_model(f"start model {start}", words)
+        if main and ckpt is None:
+            log.info("initialised from %s", start)
+    setup = {"seq_len": T, "device": device, "init_from": tc.init_from, "rank": rank}
+    for name, words in objective.setup(**setup, world=world).items():  # e.g. a replay set
+        ledger.charge_aux_model(name, words)
+    reweight = (  # loss-based sample weights from each batch's own losses (Sow et al. 2025)
+        Reweighting(tc.reweight, gather=distributed.all_gather, rank=rank, world=world)
+        if tc.reweight.strategy != "none"
+        else None
+    )
     run_dir = cfg.run_dir
     config_yaml = dump_config(cfg)
     if main:
@@ -149,6 +199,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     )
 
     flops_per_token = model.flops_per_token(T, objective.head_fraction())
+    flops_per_token += objective.extra_flops_per_token(T)  # e.g. ELECTRA's generator
     peak = tc.peak_flops or peak_flops(device)
     marks = word_marks() if tc.babylm_marks else []
     tokens_per_step = rows_per_step * T
@@ -168,6 +219,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             run_dir,
             step,
             model_state=model.state_dict(),
+            objective_state=owned.state_dict() if owned is not None else None,
             optim_state=optimizer.state_dict(),
             rng=rng,
             state=state,
@@ -178,8 +230,10 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
 
     if main:
         log.info(
-            "model: %.2fM parameters, %.1f MFLOPs/token; %d steps of %d tokens; data %s",
+            "model: %.2fM parameters (+%.2fM trained by the objective), %.1f MFLOPs/token; "
+            "%d steps of %d tokens; data %s",
             model.num_params() / 1e6,
+            sum(p.numel() for p in owned.parameters()) / 1e6 if owned is not None else 0.0,
             flops_per_token / 1e6,
             total_steps,
             tokens_per_step,
@@ -194,19 +248,25 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             group["lr"] = lr
         sums: dict[str, float] = {}
         for micro in range(tc.grad_accum):
-            indices, weights = sampler.next_indices(B * world)
-            indices = indices[rank * B : (rank + 1) * B]
+            all_indices, weights = sampler.next_indices(B * world)
+            indices = all_indices[rank * B : (rank + 1) * B]
             weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
             ids = train_store.windows(indices, T).to(device, non_blocking=True)
             batch = Batch(
                 ids, weights, progress=step / total_steps, micro=step * tc.grad_accum + micro
             )
+            if reweight is not None and objective.reweightable:
+                batch.reweight = reweight  # token_loss weights rows by their own losses
+            elif reweight is not None:  # other objectives: a forward pass without gradient first
+                with autocast():
+                    batch.weights = reweight.probe_weights(objective, batch)
             with autocast():
                 out = objective(batch)
+            rw_metrics = reweight.pop_stats() if reweight is not None else {}
             (out.loss / tc.grad_accum).backward()
-            if out.sample_losses is not None:
-                sampler.observe(indices, out.sample_losses)
-            for key, value in out.metrics.items():
+            if out.sample_losses is not None:  # every rank observes the whole global batch
+                sampler.observe(all_indices, distributed.all_gather(out.sample_losses))
+            for key, value in (out.metrics | rw_metrics).items():
                 sums[key] = sums.get(key, 0.0) + value / tc.grad_accum
         if not math.isfinite(sums["loss"]):
             good = latest_checkpoint(run_dir)
@@ -214,8 +274,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 f"loss became {sums['loss']} at step {step + 1}; stopped. Last good checkpoint: "
                 f"{good or 'none'}. Try a lower train.lr or train.grad_clip"
             )
-        distributed.average_gradients(model)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or float("inf"))
+        distributed.average_gradients(*trained)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf"))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -238,6 +298,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 "epoch": sampler.epochs,
                 "tokens_per_s": tok_s * world,
                 "mfu": flops_per_token * tok_s / peak,
+                "flops": flops_per_token * tokens_seen,
             }
             if main:
                 metrics.write(row)
@@ -267,6 +328,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         t_pause = time.perf_counter()
         if (tc.eval_every and step % tc.eval_every == 0) or step == total_steps:
             val = validate(objective, valid_store, cfg, device, autocast)
+            val.update(objective.extra_validation(autocast))  # e.g. an old domain's loss
             if main:
                 metrics.write({"step": step, "words": ledger.words_seen, **val})
                 log.info("step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in val.items()))
@@ -282,7 +344,14 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         t_window += time.perf_counter() - t_pause
 
     if main and cfg.eval.blimp_data:
-        last.update(score_blimp(cfg, model, objective.default_backend, ledger))
+        if cfg.eval.backend == "auto" and objective.default_backend is None:
+            log.warning(
+                "BLiMP skipped: %r models have no log-probs to score; set eval.backend to "
+                "score anyway",
+                cfg.objective["name"],
+            )
+        else:
+            last.update(score_blimp(cfg, model, objective.default_backend, ledger))
     if metrics:
         metrics.close()
     distributed.shutdown()

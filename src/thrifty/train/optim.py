@@ -15,14 +15,33 @@ from torch import nn
 from thrifty.config import TrainConfig
 
 
-def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Decay matrices; leave norms and (unless asked) embeddings undecayed."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
+def embedding_tables(module: nn.Module) -> set[int]:
+    """ids of embedding tables: ``nn.Embedding`` weights, and matrices whose own name says
+    ``embed`` (ELECTRA's generator table E_G and GDES's E_Δ), wherever they sit."""
+    found = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
+    for name, p in module.named_parameters():
+        if "embed" in name.rsplit(".", 1)[-1]:
+            found.add(id(p))
+    return found
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig, extra: nn.Module | None = None) -> list[dict]:
+    """Decay matrices; leave norms and (unless asked) embeddings undecayed.
+
+    ``extra``: networks an objective trains besides the model (ELECTRA's generator and heads);
+    a parameter shared by both is listed once.
+    """
+    decay, no_decay, seen = [], [], set()
+    for module in (model, extra):
+        if module is None:
             continue
-        is_matrix = p.dim() >= 2 and not name.startswith("embed.")
-        (decay if is_matrix or cfg.decay_norms_and_embeddings else no_decay).append(p)
+        tables = embedding_tables(module)
+        for p in module.parameters():
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            is_matrix = p.dim() >= 2 and id(p) not in tables
+            (decay if is_matrix or cfg.decay_norms_and_embeddings else no_decay).append(p)
     return [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -61,9 +80,9 @@ class LAMB(torch.optim.Optimizer):
 
 
 def build_optimizer(
-    model: nn.Module, cfg: TrainConfig, fused: bool = False
+    model: nn.Module, cfg: TrainConfig, fused: bool = False, extra: nn.Module | None = None
 ) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg)
+    groups = param_groups(model, cfg, extra)
     if cfg.optimizer == "lamb":
         return LAMB(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused or None)

@@ -1,0 +1,138 @@
+"""Building blocks of replaced-token detection (ELECTRA, Clark et al. 2020; DeBERTaV3, He et al.
+2021; MCL, Chen et al. 2023): the generator and heads the objective trains beside the
+discriminator, loss terms, and detection metrics. The objectives are ``electra.py`` and
+``mcl.py``; the embedding-sharing choice is explained in ``electra.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from thrifty.config import ModelConfig
+from thrifty.models.heads import DiscriminatorHead, ProjectedLMHead
+from thrifty.models.transformer import Transformer
+
+
+def generator_config(model: ModelConfig, width: float, depth: float) -> ModelConfig:
+    """The generator's ModelConfig: ``width`` x d_model, ``depth`` x layers, same head size.
+
+    Keeping the discriminator's head size follows ELECTRA (heads = hidden // 64); d_ff follows
+    the SwiGLU rule for the new width.
+    """
+    head_dim = model.d_model // model.n_heads
+    d = max(2, round(width * model.d_model))
+    heads = max(1, d // head_dim)
+    d = heads * max(2, 2 * round(d / heads / 2))
+    layers = max(1, round(depth * model.n_layers))
+    return replace(model, d_model=d, n_heads=heads, n_layers=layers, d_ff=None)
+
+
+class ProjectedEmbedding(nn.Module):
+    """Token lookup in a (V, d_embed) table that may belong to another network, projected to
+    the generator's width. ``weight`` is that table (the generator's LM head reads it too)."""
+
+    def __init__(self, table: Callable[[], torch.Tensor], d_embed: int, d_model: int) -> None:
+        super().__init__()
+        self._table = table  # a callable, not a submodule: the table is owned elsewhere
+        self.proj = nn.Linear(d_embed, d_model, bias=False)
+        nn.init.normal_(self.proj.weight, 0.0, d_embed**-0.5)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._table()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.embedding(ids, self._table()))
+
+
+class ElectraParts(nn.Module):
+    """Everything ELECTRA trains besides the discriminator: generator, heads, E_G, E_Δ."""
+
+    def __init__(self, cfg, disc: Transformer) -> None:
+        """``cfg``: the objective's config (generator_width, generator_depth, embedding_sharing)."""
+        super().__init__()
+        mc = disc.cfg
+        gen_cfg = generator_config(mc, cfg.generator_width, cfg.generator_depth)
+        self.generator = Transformer(gen_cfg)
+        self.gen_embed: nn.Parameter | None = None
+        self.embed_delta: nn.Parameter | None = None
+        if cfg.embedding_sharing == "es":
+            table = lambda: disc.embed.weight  # noqa: E731
+        else:
+            self.gen_embed = nn.Parameter(disc.embed.weight.detach().clone())
+            table = lambda: self.gen_embed  # noqa: E731
+        if cfg.embedding_sharing == "gdes":
+            self.embed_delta = nn.Parameter(torch.zeros_like(disc.embed.weight.detach()))
+        self.generator.embed = ProjectedEmbedding(table, mc.d_model, gen_cfg.d_model)
+        self.gen_head = ProjectedLMHead(gen_cfg.d_model, mc.d_model, mc.norm_eps)
+        self.rtd_head = DiscriminatorHead(mc.d_model, mc.init_std)
+
+    def table(self) -> torch.Tensor:
+        """The generator's embedding table E_G (the discriminator's under ``es``)."""
+        return self.generator.embed.weight
+
+
+@dataclass
+class Term:
+    """One named loss term: the scalar and its detached per-row means (for samplers)."""
+
+    loss: torch.Tensor
+    per_row: torch.Tensor
+
+
+@dataclass
+class Corruption:
+    masked: torch.Tensor
+    """(B, T) the generator's input (chosen positions mostly <mask>)."""
+    chosen: torch.Tensor
+    """(B, T) bool: positions the generator predicted and resampled."""
+    corrupted: torch.Tensor
+    """(B, T) the discriminator's input: samples at chosen positions, the input elsewhere."""
+    labels: torch.Tensor
+    """(B, T) bool: corrupted != input (a sample equal to the original is not replaced)."""
+    gen: Term
+    gen_accuracy: float
+
+
+@dataclass
+class Detection:
+    term: Term
+    logits: torch.Tensor
+    """(B, T) detached discriminator logits ("replaced" when > 0)."""
+    bce: torch.Tensor
+    """(B, T) detached per-token BCE."""
+    metrics: dict[str, float]
+
+
+def row_mean(values: torch.Tensor, where: torch.Tensor, weights: torch.Tensor | None) -> Term:
+    """Mean of (B, T) ``values`` over ``where``: token mean, or Σ_i w_i · row-mean_i."""
+    where = where.to(values.dtype)
+    counts = where.sum(1)
+    per_row = (values * where).sum(1) / counts.clamp(min=1)
+    if weights is not None:
+        return Term((weights * per_row).sum(), per_row.detach())
+    return Term((values * where).sum() / counts.sum().clamp(min=1), per_row.detach())
+
+
+def detection_metrics(logits: torch.Tensor, labels: torch.Tensor, real: torch.Tensor) -> dict:
+    """Precision and recall of "replaced" at logit > 0 (0 when undefined), and ROC-AUC, over
+    real tokens. AUC shows progress while the discriminator still sits near the label prior
+    and predicts "original" everywhere (precision and recall 0)."""
+    pred, truth = (logits > 0) & real, labels & real
+    tp = (pred & truth).sum().item()
+    n_pos, n_neg = truth.sum().item(), (real & ~labels).sum().item()
+    auc = 0.5
+    if n_pos and n_neg:
+        ranks = logits[real].double().argsort().argsort().double() + 1  # 1-based
+        auc = (ranks[labels[real]].sum().item() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return {
+        "precision": tp / max(pred.sum().item(), 1),
+        "recall": tp / max(n_pos, 1),
+        "auc": auc,
+        "positive": n_pos / max(real.sum().item(), 1),
+    }
