@@ -79,6 +79,22 @@ class DataConfig:
 
 
 @dataclass(kw_only=True)
+class ReweightConfig:
+    """Loss-based sample reweighting (Sow et al. 2025); see thrifty.objectives.reweighting."""
+
+    strategy: Literal["none", "linupper", "quadratic", "extremes", "uniform"] = "none"
+    """none: plain mean loss; linupper (recommended) down-weights low-loss samples."""
+    temperature: float = 1.0
+    """r in w = softmax(g(ℓ̃) / r); smaller is sharper."""
+    delta: float = 1.0
+    """δ: losses are normalised to [-δ, δ] with the global batch's min and max."""
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0 or self.delta <= 0:
+            raise UserError("train.reweight.temperature and train.reweight.delta must be positive")
+
+
+@dataclass(kw_only=True)
 class TrainConfig:
     batch_size: int = 32
     """Sequences per micro-batch."""
@@ -138,6 +154,11 @@ class TrainConfig:
     """Wrap the model in torch.compile."""
     peak_flops: float | None = None
     """Hardware peak FLOP/s for MFU (None: measured with a matmul at start on CPU)."""
+    init_from: str | None = None
+    """Start from this run's (or checkpoint's) model weights with a fresh optimizer and schedule
+    (continual pretraining); its ledger's words are charged as an auxiliary entry."""
+    reweight: ReweightConfig = field(default_factory=ReweightConfig)
+    """Per-sample loss weighting from the batch's own losses (off by default)."""
 
     def __post_init__(self) -> None:
         limits = (self.max_steps, self.max_tokens, self.max_words, self.max_epochs)

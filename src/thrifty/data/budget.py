@@ -22,7 +22,7 @@ from thrifty.atomic import write_text_atomic
 from thrifty.errors import UserError
 
 LEDGER_FILE = "ledger.json"
-SELECTIONS = ("all", "prefix", "sample")
+SELECTIONS = ("all", "prefix", "sample", "color_filter")
 # words_seen accumulates floats step by step; exactly 10 epochs must not read as 10.0000001
 _EPOCH_SLACK = 1e-9
 
@@ -42,6 +42,15 @@ class Ledger:
         default_factory=lambda: {"trained_on_words": 0, "sha256": "", "vocab_size": 0}
     )
     aux_models: list[dict[str, Any]] = field(default_factory=list)  # {"name", "words"}
+    # model-generated words among the prepared training words (distillation): not charged,
+    # because the model that wrote them is charged as an aux model (BabyLM rules)
+    synthetic_words: int = 0
+    # words counted twice in prepared + aux_models (an aux model re-reading the prepared text or
+    # another aux model's words, e.g. CoLoR-Filter's scorers): subtracted, so each distinct word
+    # is charged once while every model's reading stays on record
+    overlap_words: int = 0
+    # how a selection was made, for the audit (CoLoR-Filter: tau, pool, target, selected words)
+    details: dict[str, Any] = field(default_factory=dict)
     words_seen: float = 0.0
     max_epochs: float = 10
 
@@ -70,9 +79,11 @@ class Ledger:
         """Distinct words charged to the budget: prepared text plus what aux models read.
 
         The tokenizer is trained on the prepared training text, so it adds no new words.
+        Synthetic words are prepared but not charged (their generator is, as an aux model).
         """
-        prepared = sum(int(v) for v in self.prepared_words.values())
-        return prepared + sum(int(m["words"]) for m in self.aux_models)
+        prepared = sum(int(v) for v in self.prepared_words.values()) - int(self.synthetic_words)
+        aux = sum(int(m["words"]) for m in self.aux_models)
+        return prepared + aux - int(self.overlap_words)
 
     def violations(self) -> list[str]:
         """Broken rules, one line each; empty when the run is within the rules."""
@@ -90,6 +101,9 @@ class Ledger:
         """A human-readable account, one fact per line."""
         budget = "none" if self.budget_words is None else f"{self.budget_words:,} words"
         lines = [f"budget: {budget} (selection {self.selection}, seed {self.seed})"]
+        for key, value in self.details.items():
+            number = isinstance(value, int) and not isinstance(value, bool)
+            lines.append(f"  {key}: {value:,}" if number else f"  {key}: {value}")
         train, valid = self.train_words, int(self.prepared_words.get("valid", 0))
         lines.append(
             f"prepared: {train + valid:,} words ({train:,} train, {valid:,} valid) "
@@ -112,6 +126,16 @@ class Ledger:
         )
         for m in self.aux_models:
             lines.append(f"auxiliary model {m['name']}: {m['words']:,} words")
+        if self.synthetic_words:
+            lines.append(
+                f"synthetic: {self.synthetic_words:,} model-generated training words "
+                "(not charged; their generator is)"
+            )
+        if self.overlap_words:
+            lines.append(
+                f"overlap: {self.overlap_words:,} words counted twice above (read by several "
+                "models, or selected after being read); charged once"
+            )
         charged = self.charged_words()
         share = f" ({charged / self.budget_words:.1%} of budget)" if self.budget_words else ""
         lines.append(f"charged: {charged:,} words{share}")

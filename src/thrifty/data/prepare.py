@@ -40,7 +40,14 @@ from thrifty.data.tokenizer import (
 from thrifty.data.tokens import FORMAT, MANIFEST_FILE, SPLIT_FILES, TokenWriter, load_manifest
 from thrifty.errors import UserError
 
-__all__ = ["FORMAT", "MANIFEST_FILE", "load_manifest", "prepare"]
+__all__ = [
+    "FORMAT",
+    "MANIFEST_FILE",
+    "load_manifest",
+    "prepare",
+    "scan_sources",
+    "write_selection",
+]
 
 _BATCH_CHARS = 1 << 22  # texts per encode_batch call: enough to keep every core busy
 
@@ -65,8 +72,6 @@ def prepare(
     _check_settings(sources, budget_words, selection, valid_fraction, vocab_size)
     out = Path(out)
     _check_out(out, overwrite)
-    settings = {"max_doc_words": max_doc_words, "valid_fraction": valid_fraction}
-    settings |= {"text_field": text_field, "errors": errors}
     ledger = Ledger(
         budget_words=budget_words,
         selection="all" if budget_words is None else selection,
@@ -81,17 +86,79 @@ def prepare(
             take = select_prefix(doc_words, budget_words)
         else:
             take = select_sample(doc_words, budget_words, seed)
-        valid = split_valid(take, valid_fraction, seed)
-        passes = _Passes(scans, take, valid, max_doc_words, errors, bar)
-        tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir(parents=True)
-            manifest = _build(tmp, passes, vocab_size, tokenizer_path, ledger, settings)
-            replace_folder(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)  # never leave half a dataset behind
-            raise
+        settings = {"max_doc_words": max_doc_words, "valid_fraction": valid_fraction}
+        settings |= {"text_field": text_field, "errors": errors}
+        return _write(scans, take, out, ledger, bar, settings, seed, vocab_size, tokenizer_path)
+
+
+def scan_sources(
+    sources: list[str | Path],
+    *,
+    max_doc_words: int = 512,
+    text_field: str = "text",
+    errors: str = "strict",
+    progress: bool = False,
+) -> list[SourceScan]:
+    """The first pass of ``prepare``: fingerprint every source, count each document's words."""
+    with Progress(console=Console(stderr=True), disable=not progress) as bar:
+        return _scan_sources(sources, text_field, max_doc_words, errors, bar)
+
+
+def write_selection(
+    scans: list[SourceScan],
+    take: list[np.ndarray],
+    out: Path,
+    *,
+    ledger: Ledger,
+    seed: int = 0,
+    vocab_size: int = 8192,
+    valid_fraction: float = 0.01,
+    max_doc_words: int = 512,
+    text_field: str = "text",
+    errors: str = "strict",
+    tokenizer_path: Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write a selection made outside ``prepare`` (e.g. CoLoR-Filter) as the dataset ``out``.
+
+    ``take`` holds, per source of ``scans`` (made with the same ``max_doc_words``), the words kept
+    from each document (0: skipped; fewer than the document: its first words). ``ledger`` says
+    how they were chosen (budget, selection, auxiliary models); sources, prepared words and
+    tokenizer are filled in here. Returns the manifest.
+    """
+    _check_settings(["selection"], None, "sample", valid_fraction, vocab_size)
+    out = Path(out)
+    _check_out(out, overwrite)
+    settings = {"max_doc_words": max_doc_words, "valid_fraction": valid_fraction}
+    settings |= {"text_field": text_field, "errors": errors}
+    with Progress(console=Console(stderr=True), disable=not progress) as bar:
+        return _write(scans, take, out, ledger, bar, settings, seed, vocab_size, tokenizer_path)
+
+
+def _write(
+    scans: list[SourceScan],
+    take: list[np.ndarray],
+    out: Path,
+    ledger: Ledger,
+    bar: Progress,
+    settings: dict[str, Any],
+    seed: int,
+    vocab_size: int,
+    tokenizer_path: Path | None,
+) -> dict[str, Any]:
+    """Hold out validation documents, then build the folder in a temp copy and swap it in."""
+    valid = split_valid(take, settings["valid_fraction"], seed)
+    passes = _Passes(scans, take, valid, settings["max_doc_words"], settings["errors"], bar)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        manifest = _build(tmp, passes, vocab_size, tokenizer_path, ledger, settings)
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave half a dataset behind
+        raise
     return manifest
 
 

@@ -7,10 +7,12 @@ annealing live with the objective that owns them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from thrifty.models.transformer import Transformer
 from thrifty.registry import Registry
@@ -30,6 +32,9 @@ class Batch:
     """Fraction of training done, in [0, 1]."""
     micro: int = 0
     """Global index of this micro-batch since the start of training."""
+    reweight: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+    """Loss-based sample reweighting: maps the detached per-row losses (and ``weights``) of the
+    rows ``token_loss`` sees to their weights (``thrifty.objectives.reweighting``)."""
 
 
 @dataclass
@@ -46,6 +51,14 @@ class Objective:
     default_backend = "causal"
     """Scoring backend that suits models trained with this objective."""
 
+    reweightable = False
+    """Passes ``Batch.reweight`` on to ``token_loss`` (one pass); otherwise the loop reweights
+    with an extra forward pass without gradient (``reweighting.probe``)."""
+
+    owned: nn.Module | None = None
+    """Networks the objective trains besides the model (ELECTRA's generator and heads): the
+    loop optimizes, clips, averages and checkpoints them with the model."""
+
     def __init__(self, cfg, model: Transformer, *, seed: int = 0) -> None:
         self.cfg = cfg
         self.model = model
@@ -57,6 +70,29 @@ class Objective:
     def head_fraction(self) -> float:
         """Average share of positions the LM head is applied to (for FLOP counts)."""
         return 1.0
+
+    def extra_flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token spent outside the model (the ``owned`` networks)."""
+        return 0.0
+
+    def setup(
+        self,
+        *,
+        seq_len: int,
+        device: torch.device,
+        init_from: str | None = None,
+        rank: int = 0,
+        world: int = 1,
+    ) -> dict[str, int]:
+        """Build what needs the run's layout (frozen teachers, extra data), once per start of
+        training, fresh or resumed; ``init_from`` is the checkpoint the run started from.
+        Returns words to charge to the ledger as auxiliary entries, {name: words}."""
+        return {}
+
+    def extra_validation(self, autocast) -> dict[str, float]:
+        """Validation metrics beyond the run's own validation split (e.g. the loss on an old
+        domain), named as they go into metrics.jsonl; called at every evaluation."""
+        return {}
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -138,12 +174,16 @@ def token_loss(
     targets: torch.Tensor,
     weights: torch.Tensor | None,
     z_loss: float = 0.0,
+    reweight: Callable | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Cross-entropy of ``targets`` (B, T; IGNORE where unsupervised) read from ``hidden``.
 
     The LM head runs only on supervised positions (MLM supervises ~15% of them). Returns the
     loss (token mean, or Σ_i w_i · row-mean_i when weights are given), the detached per-row
-    mean losses, and accuracy metrics.
+    mean losses, and accuracy metrics. ``reweight`` (``Batch.reweight``) turns the per-row losses
+    into the weights w_i, with no gradient through them; that needs the losses before the
+    gradient, so it takes the unfused path below (one pass; the fused head wants its token
+    coefficients up front).
     """
     supervised = targets != IGNORE  # (B, T)
     h, y = hidden[supervised], targets[supervised]  # (N, C), (N,)
@@ -151,7 +191,7 @@ def token_loss(
     counts = supervised.sum(1).clamp(min=1)
     head = model.embed.weight  # the tied head: model.logits(h) == h @ head.T
     fp32 = h.dtype == head.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-    if h.device.type == "cpu" and fp32 and y.numel():
+    if h.device.type == "cpu" and fp32 and y.numel() and reweight is None:
         # fp32 on CPU: the fused, chunked head + loss (same values, far less memory traffic).
         # Token weights: the loss is Σ_t coef_t · loss_t, coef_t = w_row / count_row or 1 / N.
         coef = (
@@ -171,6 +211,8 @@ def token_loss(
     per_row = (
         torch.zeros(targets.shape[0], device=losses.device).index_add(0, rows, losses) / counts
     )
+    if reweight is not None:
+        weights = reweight(per_row.detach(), weights)
     loss = (weights * per_row).sum() if weights is not None else losses.mean()
     with torch.no_grad():
         acc = (logits.argmax(-1) == y).float().mean().item() if y.numel() else 0.0

@@ -10,6 +10,7 @@ from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, token_
 @OBJECTIVES.register("causal_lm")
 class CausalLM(Objective):
     default_backend = "causal"
+    reweightable = True
 
     @dataclass(kw_only=True)
     class Config:
@@ -19,6 +20,6 @@ class CausalLM(Objective):
     def __call__(self, batch: Batch) -> Output:
         hidden = self.model(batch.ids[:, :-1], causal=True)
         loss, per_row, metrics = token_loss(
-            self.model, hidden, batch.ids[:, 1:], batch.weights, self.cfg.z_loss
+            self.model, hidden, batch.ids[:, 1:], batch.weights, self.cfg.z_loss, batch.reweight
         )
         return Output(loss, {"loss": loss.item(), "accuracy": metrics["accuracy"]}, per_row)

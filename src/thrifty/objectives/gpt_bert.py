@@ -21,6 +21,7 @@ from thrifty.objectives.masking import Masking, mask_tokens
 @OBJECTIVES.register("gpt_bert")
 class GPTBERT(Objective):
     default_backend = "mntp"
+    reweightable = True
 
     @dataclass(kw_only=True)
     class Config:
@@ -49,17 +50,19 @@ class GPTBERT(Objective):
         mean_rate = (self.cfg.mask_rate_start + self.cfg.mask_rate_end) / 2
         return self.cfg.causal_fraction + (1 - self.cfg.causal_fraction) * mean_rate
 
-    def causal_part(self, ids: torch.Tensor, weights: torch.Tensor | None):
+    def causal_part(self, ids: torch.Tensor, weights: torch.Tensor | None, reweight=None):
         hidden = self.model(ids[:, :-1], causal=True)
-        return token_loss(self.model, hidden, ids[:, 1:], weights, self.cfg.z_loss)
+        return token_loss(self.model, hidden, ids[:, 1:], weights, self.cfg.z_loss, reweight)
 
-    def masked_part(self, ids: torch.Tensor, weights: torch.Tensor | None, rate: float):
+    def masked_part(
+        self, ids: torch.Tensor, weights: torch.Tensor | None, rate: float, reweight=None
+    ):
         corrupted, chosen = mask_tokens(
             ids, rate, self.cfg.masking, self.model.cfg.vocab_size, self.generator
         )
         targets = ids[:, 1:].masked_fill(~chosen[:, 1:], IGNORE)  # token j read at j-1
         hidden = self.model(corrupted[:, :-1], causal=False)
-        return token_loss(self.model, hidden, targets, weights, self.cfg.z_loss)
+        return token_loss(self.model, hidden, targets, weights, self.cfg.z_loss, reweight)
 
     def __call__(self, batch: Batch) -> Output:
         rate = self.mask_rate(batch.progress)
@@ -68,9 +71,9 @@ class GPTBERT(Objective):
             period = round(1 / frac) if frac > 0 else 0
             is_causal = frac >= 1 or (period > 0 and batch.micro % period == period - 1)
             if is_causal:
-                loss, per_row, m = self.causal_part(batch.ids, batch.weights)
+                loss, per_row, m = self.causal_part(batch.ids, batch.weights, batch.reweight)
                 return Output(loss, {"loss": loss.item(), "causal_loss": loss.item()}, per_row)
-            loss, per_row, m = self.masked_part(batch.ids, batch.weights, rate)
+            loss, per_row, m = self.masked_part(batch.ids, batch.weights, rate, batch.reweight)
             metrics = {"loss": loss.item(), "mntp_loss": loss.item(), "mask_rate": rate}
             return Output(loss, {**metrics, "mntp_accuracy": m["accuracy"]}, per_row)
 
@@ -81,13 +84,13 @@ class GPTBERT(Objective):
         parts, per_rows, metrics = [], [], {"mask_rate": rate}
         if n_causal:
             wc = w[:n_causal] / w[:n_causal].sum() if w is not None else None
-            loss_c, rows_c, _ = self.causal_part(batch.ids[:n_causal], wc)
+            loss_c, rows_c, _ = self.causal_part(batch.ids[:n_causal], wc, batch.reweight)
             parts.append(frac * loss_c)
             per_rows.append(rows_c)
             metrics["causal_loss"] = loss_c.item()
         if n_causal < B:
             wm = w[n_causal:] / w[n_causal:].sum() if w is not None else None
-            loss_m, rows_m, m = self.masked_part(batch.ids[n_causal:], wm, rate)
+            loss_m, rows_m, m = self.masked_part(batch.ids[n_causal:], wm, rate, batch.reweight)
             parts.append((1 - frac) * loss_m if n_causal else loss_m)
             per_rows.append(rows_m)
             metrics.update(mntp_loss=loss_m.item(), mntp_accuracy=m["accuracy"])

@@ -14,6 +14,7 @@ from thrifty.objectives.masking import Masking, mask_tokens
 @OBJECTIVES.register("masked_lm")
 class MaskedLM(Objective):
     default_backend = "mlm"
+    reweightable = True
 
     @dataclass(kw_only=True)
     class Config:
@@ -35,7 +36,7 @@ class MaskedLM(Objective):
         targets = ids.masked_fill(~chosen, IGNORE)
         hidden = self.model(corrupted, causal=False)
         loss, per_row, metrics = token_loss(
-            self.model, hidden, targets, batch.weights, self.cfg.z_loss
+            self.model, hidden, targets, batch.weights, self.cfg.z_loss, batch.reweight
         )
         out = {"loss": loss.item(), "mlm_accuracy": metrics["accuracy"]}
         return Output(loss, out, per_row)

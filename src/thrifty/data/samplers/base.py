@@ -2,7 +2,12 @@
 
 They are plain objects with ``state_dict()``/``load_state_dict()`` so resume is exact, and one
 hook, ``observe(indices, losses)``, for loss-aware strategies. Under data parallelism every rank
-draws the same global batch and keeps its own slice, so the order does not depend on world size.
+draws the same global batch and keeps its own slice, so the order does not depend on world size;
+``observe`` receives the whole global batch's losses on every rank, so a loss-aware sampler's
+state stays the same on all of them. The loop charges the ledger for every window served.
+
+Loss-based *reweighting* is not a sampler: its weights depend on the same batch's losses, which
+a sampler only hears about after the backward pass; see ``thrifty.objectives.reweighting``.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from thrifty.errors import UserError
 from thrifty.registry import Registry
 
 SAMPLERS = Registry("sampler")
@@ -37,7 +43,14 @@ class Sampler:
         """Per-window losses of the last batch (for loss-aware samplers); default: ignore."""
 
     def state_dict(self) -> dict:
-        return {"served": self.served}
+        """Everything the order depends on beyond the config: resume continues bit for bit."""
+        return {"served": self.served, "num_windows": self.num_windows, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
+        for key in ("num_windows", "seed"):  # absent in checkpoints of older versions
+            if key in state and state[key] != getattr(self, key):
+                raise UserError(
+                    f"the checkpoint's sampler had {key}={state[key]}, this run has "
+                    f"{getattr(self, key)}: the data or train.seed changed since it was written"
+                )
         self.served = int(state["served"])
