@@ -11,8 +11,23 @@ from thrifty.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from thrifty.cli import audit, demo, export, prepare, train
+    from thrifty.cli import (
+        audit,
+        demo,
+        distill,
+        ensemble,
+        export,
+        finetune,
+        label_efficiency,
+        prepare,
+        scaling,
+        soup,
+        sweep,
+        train,
+    )
     from thrifty.cli import eval as eval_cmd
+    from thrifty.cli import report as report_cmd
+    from thrifty.cli import select as select_cmd
 
     parser = argparse.ArgumentParser(
         prog="thrifty",
@@ -20,7 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"thrifty {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (prepare, train, eval_cmd, export, audit, demo):
+    for module in (
+        prepare,
+        train,
+        eval_cmd,
+        finetune,
+        label_efficiency,
+        export,
+        audit,
+        demo,
+        select_cmd,
+        report_cmd,
+        sweep,
+        ensemble,
+        distill,
+        scaling,
+        soup,
+    ):
         module.add_parser(sub)
     return parser
 
