@@ -35,14 +35,12 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
+from thrifty.analysis.ensemble import token_nll
 from thrifty.cli.select import color_filter_select
 from thrifty.config import load_config
 from thrifty.data.budget import Ledger
 from thrifty.data.prepare import load_manifest, prepare
 from thrifty.data.tokens import TokenStore
-from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.runs import load_model
 from thrifty.train.loop import train
 
@@ -70,17 +68,10 @@ def recipe(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
 
 
-@torch.no_grad()
 def loss_on(run: Path, data: Path, split: str, args: argparse.Namespace) -> float:
     model = load_model(run, args.device).model
     store = TokenStore(data, split)
-    n = min(args.eval_windows, store.num_windows(args.seq_len))
-    objective = OBJECTIVES.build({"name": "causal_lm"}, model)
-    total = 0.0
-    for start in range(0, n, 32):
-        ids = store.windows(range(start, min(start + 32, n)), args.seq_len).to(args.device)
-        total += objective(Batch(ids)).loss.item() * len(ids)
-    return total / n
+    return token_nll(model, store, args.seq_len, max_windows=args.eval_windows)["loss"]
 
 
 def main() -> None:

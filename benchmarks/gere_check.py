@@ -34,13 +34,11 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
+from thrifty.analysis.ensemble import token_nll
 from thrifty.config import load_config
 from thrifty.data.prepare import prepare
 from thrifty.data.tokens import TokenStore
 from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
-from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.runs import load_model
 from thrifty.train.loop import train
 
@@ -80,18 +78,10 @@ def prepare_data(args: argparse.Namespace) -> tuple[Path, Path]:
     return old, new
 
 
-@torch.no_grad()
 def val_loss(run: Path, data: Path, seq_len: int, windows: int, device: str) -> float:
     """Mean causal token loss on the first ``windows`` windows of a validation split."""
     model = load_model(run, device).model
-    store = TokenStore(data, "valid")
-    n = min(windows, store.num_windows(seq_len))
-    objective = OBJECTIVES.build({"name": "causal_lm"}, model)
-    total = 0.0
-    for start in range(0, n, 32):
-        ids = store.windows(range(start, min(start + 32, n)), seq_len).to(device)
-        total += objective(Batch(ids)).loss.item() * len(ids)
-    return total / n
+    return token_nll(model, TokenStore(data, "valid"), seq_len, max_windows=windows)["loss"]
 
 
 def measure(run: Path, old: Path, new: Path, args: argparse.Namespace) -> dict:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from thrifty.analysis.ensemble import token_nll
 from thrifty.config import load_config
 from thrifty.data.corpus import resolve_source
 from thrifty.data.prepare import prepare
@@ -84,18 +85,10 @@ def build_corpus(args: argparse.Namespace) -> tuple[Path, Path]:
     return mix, clean
 
 
-@torch.no_grad()
 def clean_loss(run: Path, data: Path, seq_len: int, max_windows: int, device: str) -> float:
     """Mean token cross-entropy of the run's model on the clean held-out windows."""
     model = load_model(run, device).model
-    store = TokenStore(data, "train")
-    n = min(max_windows, store.num_windows(seq_len))
-    objective = OBJECTIVES.build({"name": "causal_lm"}, model)
-    total = 0.0
-    for start in range(0, n, 32):
-        ids = store.windows(range(start, min(start + 32, n)), seq_len).to(device)
-        total += objective(Batch(ids)).loss.item() * len(ids)
-    return total / n
+    return token_nll(model, TokenStore(data, "train"), seq_len, max_windows=max_windows)["loss"]
 
 
 def overhead(steps: int, threads: int) -> None:
