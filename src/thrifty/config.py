@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from thrifty.bounds import bounded, check_bounds
 from thrifty.errors import UserError
 from thrifty.registry import suggest
 
@@ -34,23 +35,23 @@ MODEL_SIZES: dict[str, tuple[int, int, int]] = {
 class ModelConfig:
     size: Literal["nano", "mini", "small", "base"] = "mini"
     """Named size preset; explicit d_model / n_layers / n_heads / d_ff override it."""
-    d_model: int | None = None
+    d_model: int | None = bounded(None, ge=1)
     """Width of the residual stream (None: from `size`)."""
-    n_layers: int | None = None
+    n_layers: int | None = bounded(None, ge=1)
     """Number of transformer blocks (None: from `size`)."""
-    n_heads: int | None = None
+    n_heads: int | None = bounded(None, ge=1)
     """Attention heads; d_model must be divisible by it (None: from `size`)."""
-    d_ff: int | None = None
+    d_ff: int | None = bounded(None, ge=1)
     """SwiGLU hidden width (None: 8/3 · d_model rounded up to a multiple of 32)."""
-    vocab_size: int | None = None
+    vocab_size: int | None = bounded(None, ge=1)
     """Vocabulary size (None: taken from the prepared dataset's tokenizer)."""
-    max_seq_len: int = 512
+    max_seq_len: int = bounded(512, ge=1)
     """Longest sequence the RoPE tables are built for."""
-    rope_theta: float = 10000.0
+    rope_theta: float = bounded(10000.0, gt=0)
     """RoPE base frequency."""
-    norm_eps: float = 1e-5
+    norm_eps: float = bounded(1e-5, gt=0)
     """RMSNorm epsilon."""
-    init_std: float = 0.02
+    init_std: float = bounded(0.02, gt=0)
     """Std of the normal init; output projections are scaled by 1/sqrt(2·n_layers)."""
     linear: dict = field(default_factory=lambda: {"name": "dense"})
     """Parameterization of every block linear layer (a LINEARS member)."""
@@ -72,7 +73,7 @@ class ModelConfig:
 class DataConfig:
     path: str = "data/babylm-1m"
     """Prepared dataset folder (made by `thrifty prepare`)."""
-    seq_len: int = 128
+    seq_len: int = bounded(128, ge=1)
     """Tokens per training window (the model sees seq_len+1 ids per row for shifting)."""
     sampler: dict = field(default_factory=lambda: {"name": "uniform"})
     """Which windows the loop sees, in which order (a SAMPLERS member)."""
@@ -84,67 +85,63 @@ class ReweightConfig:
 
     strategy: Literal["none", "linupper", "quadratic", "extremes", "uniform"] = "none"
     """none: plain mean loss; linupper (recommended) down-weights low-loss samples."""
-    temperature: float = 1.0
+    temperature: float = bounded(1.0, gt=0)
     """r in w = softmax(g(ℓ̃) / r); smaller is sharper."""
-    delta: float = 1.0
+    delta: float = bounded(1.0, gt=0)
     """δ: losses are normalised to [-δ, δ] with the global batch's min and max."""
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0 or self.delta <= 0:
-            raise UserError("train.reweight.temperature and train.reweight.delta must be positive")
 
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    batch_size: int = 32
+    batch_size: int = bounded(32, ge=1)
     """Sequences per micro-batch."""
-    grad_accum: int = 1
+    grad_accum: int = bounded(1, ge=1)
     """Micro-batches per optimizer step."""
     optimizer: Literal["adamw", "lamb"] = "adamw"
     """AdamW (decoupled weight decay) or LAMB as in GPT-BERT."""
-    lr: float = 3e-3
+    lr: float = bounded(3e-3, ge=0)
     """Peak learning rate."""
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: float = bounded(0.1, ge=0, le=1)
     """Final learning rate as a fraction of the peak."""
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     """Learning-rate schedule after warmup."""
-    warmup_steps: int = 100
+    warmup_steps: int = bounded(100, ge=0)
     """Linear warmup steps."""
-    decay_fraction: float = 0.2
+    decay_fraction: float = bounded(0.2, ge=0, le=1)
     """WSD only: fraction of the run spent in the final linear decay."""
-    betas: tuple[float, float] = (0.9, 0.98)
+    betas: tuple[float, float] = bounded((0.9, 0.98), ge=0, lt=1)
     """Adam betas."""
-    eps: float = 1e-8
+    eps: float = bounded(1e-8, gt=0)
     """Adam epsilon."""
-    weight_decay: float = 0.1
+    weight_decay: float = bounded(0.1, ge=0)
     """Decoupled weight decay."""
     decay_norms_and_embeddings: bool = False
     """Also decay RMSNorm gains and embeddings (off: the usual practice)."""
-    grad_clip: float = 1.0
+    grad_clip: float = bounded(1.0, ge=0)
     """Global gradient-norm clip (0 disables)."""
-    max_steps: int | None = None
+    max_steps: int | None = bounded(None, ge=1)
     """Stop after this many optimizer steps."""
-    max_tokens: int | None = None
+    max_tokens: int | None = bounded(None, ge=1)
     """Stop after this many training tokens."""
-    max_words: int | None = None
+    max_words: int | None = bounded(None, ge=1)
     """Stop after this many words (tokens × words-per-token of the dataset)."""
-    max_epochs: float | None = None
+    max_epochs: float | None = bounded(None, gt=0)
     """Stop after this many passes over the training split."""
-    eval_every: int = 100
+    eval_every: int = bounded(100, ge=0)
     """Validation loss every N steps (0: only at the end)."""
-    eval_batches: int = 20
+    eval_batches: int = bounded(20, ge=1)
     """Micro-batches of the validation split per evaluation."""
-    log_every: int = 10
+    log_every: int = bounded(10, ge=1)
     """Console line and metrics.jsonl row every N steps."""
-    checkpoint_every: int = 200
+    checkpoint_every: int = bounded(200, ge=0)
     """Save a checkpoint every N steps (0: only at the end and at word marks)."""
-    keep_last: int = 3
+    keep_last: int = bounded(3, ge=0)
     """Step checkpoints to keep; word-mark checkpoints are always kept."""
     babylm_marks: bool = False
     """Also checkpoint at BabyLM's word marks (every 1M words to 10M, every 10M to 100M)."""
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
     """Seed for init, data order and masking."""
-    threads: int | None = None
+    threads: int | None = bounded(None, ge=1)
     """torch CPU threads (None: torch's default)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
@@ -152,7 +149,7 @@ class TrainConfig:
     """auto: bf16 autocast on CUDA, fp32 on CPU."""
     compile: bool = False
     """Wrap the model in torch.compile."""
-    peak_flops: float | None = None
+    peak_flops: float | None = bounded(None, gt=0)
     """Hardware peak FLOP/s for MFU (None: measured with a matmul at start on CPU)."""
     init_from: str | None = None
     """Start from this run's (or checkpoint's) model weights with a fresh optimizer and schedule
@@ -172,7 +169,7 @@ class EvalConfig:
     """Folder of BLiMP *.jsonl[.gz] scored at the end of training (None: skip)."""
     backend: Literal["auto", "causal", "mntp", "mlm"] = "auto"
     """Scoring backend; auto picks from the objective."""
-    max_pairs_per_paradigm: int | None = None
+    max_pairs_per_paradigm: int | None = bounded(None, ge=1)
     """Seeded subsample of each paradigm (None: all pairs)."""
 
 
@@ -248,13 +245,14 @@ def _check_value(tp: Any, value: Any, where: str) -> Any:
 def from_dict(cls: type, data: dict, where: str = "") -> Any:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are UserErrors."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
-        if key not in names:
-            raise UserError(f"unknown config key {path!r}{suggest(key, names)}")
+        if key not in fields:
+            raise UserError(f"unknown config key {path!r}{suggest(key, list(fields))}")
         kwargs[key] = _check_value(hints[key], value, path)
+        check_bounds(fields[key], kwargs[key], path)
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field is missing
@@ -295,15 +293,28 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
         path = Path(path)
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{path}: not valid YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: the top level must be a mapping")
+        data = read_yaml(path)
     cfg = from_dict(RunConfig, apply_overrides(data, list(overrides)))
     validate_plugins(cfg)
     return cfg
+
+
+def read_yaml(path: Path) -> dict:
+    """The mapping in a YAML file (empty file: {}); a broken file is one line naming it."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: unreadable ({e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}{line}: not valid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the top level must be a mapping")
+    return data
 
 
 def validate_plugins(cfg: RunConfig) -> None:
