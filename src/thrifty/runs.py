@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from safetensors.torch import load_file
 
-from thrifty.config import RunConfig, from_dict
+from thrifty.config import RunConfig, from_dict, read_yaml
 from thrifty.errors import UserError
 from thrifty.models.transformer import Transformer
 
@@ -78,8 +77,15 @@ def read_state(ckpt: Path, verify: bool = True) -> dict:
 
 
 def read_config(ckpt: Path) -> RunConfig:
-    data = yaml.safe_load((ckpt / "config.yaml").read_text())
-    return from_dict(RunConfig, data)
+    """The resolved RunConfig a checkpoint (or run folder) was written with."""
+    path = ckpt / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{ckpt} has no config.yaml")
+    data = read_yaml(path)
+    try:
+        return from_dict(RunConfig, data)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 @dataclass

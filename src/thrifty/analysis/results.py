@@ -10,10 +10,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from thrifty.config import RunConfig, from_dict
+from thrifty.config import RunConfig, from_dict, read_yaml
 from thrifty.errors import UserError
+from thrifty.jsonl import read_jsonl
 
 
 def final_metrics(run_dir: str | Path) -> dict:
@@ -22,17 +21,12 @@ def final_metrics(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     out: dict = {}
     path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
-            if any(k.startswith("val_") for k in row):
-                out.update({k: v for k, v in row.items() if k.startswith("val_")})
-                out["step"], out["words"] = row.get("step"), row.get("words")
-            elif "loss" in row:
-                out["train_loss"] = row["loss"]
+    for row in read_jsonl(path):  # a run still being written may end in a torn line
+        if any(k.startswith("val_") for k in row):
+            out.update({k: v for k, v in row.items() if k.startswith("val_")})
+            out["step"], out["words"] = row.get("step"), row.get("words")
+        elif "loss" in row:
+            out["train_loss"] = row["loss"]
     for file in sorted((run_dir / "eval").glob("blimp_*.json")):
         try:
             out[file.stem] = json.loads(file.read_text())["macro"]
@@ -45,7 +39,7 @@ def run_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
-    return from_dict(RunConfig, yaml.safe_load(path.read_text()))
+    return from_dict(RunConfig, read_yaml(path))
 
 
 def num_params(cfg: RunConfig) -> int:
@@ -76,8 +70,7 @@ def _expand(paths: list[str | Path]) -> list[Path]:
     for path in map(Path, paths):
         index = path / "index.jsonl"
         if path.is_dir() and index.is_file() and not (path / "config.yaml").is_file():
-            for line in index.read_text().splitlines():
-                row = json.loads(line) if line.strip() else {}
+            for row in read_jsonl(index):
                 if row.get("status") == "done":
                     found.append(Path(row["run_dir"]))
         elif path.exists():

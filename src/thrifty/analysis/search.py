@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from thrifty.errors import UserError
+from thrifty.jsonl import read_jsonl
 
 Point = dict[str, float]
 
@@ -36,16 +37,13 @@ class EvalCache:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.losses: dict[str, float] = {}
-        if self.path is not None and self.path.is_file():
-            for line in self.path.read_text().splitlines():
-                if not line.strip():
-                    continue
+        if self.path is not None:
+            # A line torn by a crash mid-write is cut off: that point is simply evaluated again.
+            for n, row in enumerate(read_jsonl(self.path, repair=True), 1):
                 try:
-                    row = json.loads(line)
                     self.losses[canonical(row["point"])] = float(row["loss"])
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    # a line cut by a crash mid-write: that point is simply evaluated again
-                    continue
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    raise UserError(f"{self.path}: row {n} lacks a point or a loss") from None
 
     def get(self, point: Point) -> float | None:
         return self.losses.get(canonical(point))

@@ -39,12 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from thrifty.atomic import write_text_atomic
-from thrifty.config import RunConfig, dump_config, load_config
+from thrifty.config import RunConfig, dump_config, load_config, read_yaml
 from thrifty.errors import UserError
 from thrifty.registry import suggest
+from thrifty.jsonl import read_jsonl
 
 KEYS = ("name", "base", "sweep_dir", "overrides", "grid", "runs", "data", "search")
 DATA_KEYS = (
@@ -172,12 +171,7 @@ def load_sweep(path: str | Path, sweep_dir: str | Path | None = None) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"sweep file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: the top level must be a mapping")
+    raw = read_yaml(path)
     for key in raw:
         if key not in KEYS:
             raise UserError(f"{path}: unknown key {key!r}{suggest(key, KEYS)}")
@@ -305,11 +299,10 @@ def read_index(sweep_dir: Path) -> dict[str, dict]:
     """Rows of ``index.jsonl`` by run name (empty when the sweep has not run yet)."""
     path = Path(sweep_dir) / INDEX
     rows = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["name"]] = row
+    for n, row in enumerate(read_jsonl(path), 1):
+        if not isinstance(row.get("name"), str):
+            raise UserError(f"{path}: row {n} has no run name (the file is damaged)")
+        rows[row["name"]] = row
     return rows
 
 

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from thrifty.data.budget import Ledger
     from thrifty.data.prepare import prepare
     from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
+    from thrifty.jsonl import read_jsonl
     from thrifty.runs import load_model
     from thrifty.train.loop import train
 
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     )
     t_scored = time.perf_counter()
 
-    rows = [json.loads(x) for x in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_jsonl(cfg.run_dir / "metrics.jsonl")
     train_rows = [r for r in rows if "loss" in r]
     val_rows = [r for r in rows if "val_loss" in r]
     print("\n== thrifty demo: mini GPT-BERT on", f"{args.budget_words:,}", "BabyLM words ==")

@@ -9,20 +9,21 @@ from pathlib import Path
 import torch
 
 from thrifty.atomic import write_text_atomic
+from thrifty.jsonl import read_jsonl
 
 
 class MetricsLog:
-    """Append-only JSON lines; on resume, rows past the checkpoint step are dropped first."""
+    """Append-only JSON lines; on resume, rows past the checkpoint step are dropped first.
+
+    A run killed mid-write leaves a torn last line; resume drops it with the other rows past the
+    checkpoint (see thrifty.jsonl).
+    """
 
     def __init__(self, path: Path, resume_step: int | None = None) -> None:
         self.path = Path(path)
         if resume_step is not None and self.path.is_file():
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            write_text_atomic(self.path, "".join(line + "\n" for line in kept))
+            kept = [row for row in read_jsonl(self.path) if row.get("step", 0) <= resume_step]
+            write_text_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self._file = open(self.path, "a")
