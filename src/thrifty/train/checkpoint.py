@@ -13,6 +13,7 @@ written only when there are any.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -24,10 +25,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from thrifty.atomic import write_text_atomic
+from thrifty.config import RunConfig, to_dict
 from thrifty.errors import UserError
-from thrifty.runs import CHECKPOINTS, LATEST, read_state, sha256_file
+from thrifty.runs import CHECKPOINTS, LATEST, read_config, read_state, sha256_file
 
 OBJECTIVE_WEIGHTS = "objective.safetensors"
+TMP = ".tmp"  # a checkpoint being written
+OLD = ".old"  # the previous copy of a step being re-saved, while the new one is swapped in
 
 
 def step_name(step: int) -> str:
@@ -81,48 +85,132 @@ def save_checkpoint(
     """Write checkpoint ``step`` atomically, point ``latest`` at it, prune old ones.
 
     ``objective_state``: weights of the objective's own networks, saved as objective.safetensors.
+    A full disk is a UserError naming the folder; the previous checkpoint stays as it was.
     """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_name(step)
-    tmp = root / (step_name(step) + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in model_state.items()},
-        str(tmp / "model.safetensors"),
-    )
-    names = ["model.safetensors", "optim.pt", "rng.pt", "config.yaml"]
-    if objective_state is not None:
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in objective_state.items()},
-            str(tmp / OBJECTIVE_WEIGHTS),
+    tmp = root / (step_name(step) + TMP)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        files = {"model.safetensors": model_state, OBJECTIVE_WEIGHTS: objective_state}
+        _write_folder(tmp, files, optim_state, rng, {**state, "step": step}, config_yaml)
+        if final.exists():  # re-saving a step after resume: swap the new copy in
+            _swap_in(tmp, final)
+        else:
+            os.replace(tmp, final)
+        write_text_atomic(root / LATEST, final.name)
+        _fsync_dir(root)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        previous = _named_by_latest(root)
+        for partial in (tmp, final.with_name(final.name + OLD)):  # give the space back at once
+            if partial.name != previous:
+                shutil.rmtree(partial, ignore_errors=True)
+        kept = (
+            f"the last good checkpoint {root / previous} is intact"
+            if previous
+            else "there is no earlier one"
         )
-        names.append(OBJECTIVE_WEIGHTS)
+        raise UserError(
+            f"no space left on the device while writing checkpoint {tmp} ({kept}); "
+            "free some space, then continue with --resume auto"
+        ) from None
+    prune(root, keep_last)
+    return final
+
+
+def _write_folder(
+    tmp: Path,
+    weights: dict[str, dict[str, torch.Tensor] | None],
+    optim_state: dict,
+    rng: dict,
+    state: dict,
+    config_yaml: str,
+) -> None:
+    """Every file of one checkpoint in ``tmp``, checksummed into state.json, fsynced.
+
+    ``weights``: file name -> tensors, for each safetensors file (None: not written).
+    """
+    tmp.mkdir()
+    names = [name for name, tensors in weights.items() if tensors is not None]
+    for name in names:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in weights[name].items()}
+        save_file(tensors, str(tmp / name))
+    names += ["optim.pt", "rng.pt", "config.yaml"]
     torch.save(optim_state, tmp / "optim.pt")
     torch.save(rng, tmp / "rng.pt")
     (tmp / "config.yaml").write_text(config_yaml)
     files = {name: sha256_file(tmp / name) for name in names}
     with open(tmp / "state.json", "w") as f:
-        json.dump({**state, "step": step, "files": files}, f, indent=1)
+        json.dump({**state, "files": files}, f, indent=1)
     for name in [*files, "state.json"]:
         with open(tmp / name, "rb") as f:
             os.fsync(f.fileno())
     _fsync_dir(tmp)
-    if final.exists():  # re-saving a step after resume: replace the old copy
-        shutil.rmtree(final)
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Replace the existing checkpoint ``final`` by the finished ``tmp``.
+
+    Two folders cannot trade names in one portable step, so while ``final`` is replaced,
+    ``latest`` (if it names ``final``) names a hard-linked copy of it instead: at no moment
+    does it name a folder that is gone or half-written.
+    """
+    root = final.parent
+    aside = final.with_name(final.name + OLD)
+    shutil.rmtree(aside, ignore_errors=True)
+    moved = _named_by_latest(root) == final.name
+    if moved:
+        shutil.copytree(final, aside, copy_function=_link_or_copy)
+        _fsync_dir(aside)
+        write_text_atomic(root / LATEST, aside.name)
+    shutil.rmtree(final)
     os.replace(tmp, final)
-    write_text_atomic(root / LATEST, final.name)
-    _fsync_dir(root)
-    prune(root, keep_last)
-    return final
+    if moved:
+        write_text_atomic(root / LATEST, final.name)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst)
+
+
+def _named_by_latest(root: Path) -> str | None:
+    try:
+        return (root / LATEST).read_text().strip()
+    except OSError:
+        return None
+
+
+def remove_stale(run_dir_or_root: Path) -> None:
+    """Delete what a crash or a full disk left behind: unfinished ``step_X.tmp`` folders,
+    copies set aside during a swap, and temp files of ``latest``. The folder ``latest`` names
+    is always kept."""
+    root = Path(run_dir_or_root)
+    if root.name != CHECKPOINTS:
+        root = root / CHECKPOINTS
+    if not root.is_dir():
+        return
+    latest = _named_by_latest(root)
+    for path in root.iterdir():
+        if path.name == latest:
+            continue
+        if path.is_dir() and path.name.startswith("step_") and path.name.endswith((TMP, OLD)):
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() and path.name.startswith(f"{LATEST}.tmp-"):
+            path.unlink(missing_ok=True)
 
 
 def prune(root: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` step checkpoints; word-mark ones stay."""
     if keep_last <= 0:
         return
-    steps = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    steps = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith((TMP, OLD)))
     latest = (root / LATEST).read_text().strip()
     prunable = []
     for ckpt in steps:
@@ -134,6 +222,26 @@ def prune(root: Path, keep_last: int) -> None:
             prunable.append(ckpt)
     for ckpt in prunable[: max(len(prunable) - (keep_last - 1), 0)]:
         shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def check_same_model(ckpt: Path | None, cfg: RunConfig) -> Path | None:
+    """``ckpt`` if its model section matches ``cfg``'s, else a UserError naming the keys that
+    differ: its weights would not load, or would load into a different network."""
+    if ckpt is None:
+        return None
+    saved, new = to_dict(read_config(ckpt).model), to_dict(cfg.model)
+    # `size` only supplies defaults for the explicit widths, which are compared themselves.
+    keys = [k for k in sorted(saved.keys() | new.keys()) if k != "size"]
+    changed = [
+        f"model.{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in keys if saved.get(k) != new.get(k)
+    ]
+    if changed:
+        raise UserError(
+            f"cannot resume from {ckpt}: the model section changed ({'; '.join(changed)}); "
+            f"keep the model settings of {ckpt / 'config.yaml'}, or start a new run "
+            "with another name="
+        )
+    return ckpt
 
 
 def load_training_state(ckpt: Path) -> tuple[dict, dict, dict]:

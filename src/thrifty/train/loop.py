@@ -31,8 +31,10 @@ from thrifty.objectives.reweighting import Reweighting
 from thrifty.runs import latest_checkpoint, read_state, resolve_checkpoint
 from thrifty.train import distributed
 from thrifty.train.checkpoint import (
+    check_same_model,
     load_objective_weights,
     load_training_state,
+    remove_stale,
     restore_rng,
     rng_state,
     save_checkpoint,
@@ -60,15 +62,16 @@ def resume_point(cfg: RunConfig, resume: str | None, create: bool) -> Path | Non
     run_dir = cfg.run_dir
     if create:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale(run_dir)  # half-written step_X.tmp folders of a crash or a full disk
     if resume not in (None, "auto"):
-        return resolve_checkpoint(resume)
+        return check_same_model(resolve_checkpoint(resume), cfg)
     existing = latest_checkpoint(run_dir) if run_dir.exists() else None
     if existing is not None and resume is None:
         raise UserError(
             f"{run_dir} already holds checkpoints; pass --resume auto to continue it, "
             "or choose another name= for a new run"
         )
-    return existing
+    return check_same_model(existing, cfg)
 
 
 def start_from(init_from: str, model: Transformer, manifest: dict, load: bool) -> tuple[Path, int]:
