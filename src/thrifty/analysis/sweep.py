@@ -42,8 +42,8 @@ from typing import Any
 from thrifty.atomic import write_text_atomic
 from thrifty.config import RunConfig, dump_config, load_config, read_yaml
 from thrifty.errors import UserError
-from thrifty.registry import suggest
 from thrifty.jsonl import read_jsonl
+from thrifty.registry import suggest
 
 KEYS = ("name", "base", "sweep_dir", "overrides", "grid", "runs", "data", "search")
 DATA_KEYS = (
