@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from thrifty.data.hub import hub_failure
 from thrifty.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,10 @@ def _hf_records(spec: str, field: str) -> Iterator[tuple[int, str]]:
     try:
         data = datasets.load_dataset(name, config, split=split)
     except Exception as e:  # the hub raises many types; the user needs the message
-        raise UserError(f"{spec}: cannot load dataset ({e})") from None
+        raise UserError(
+            f"{spec}: cannot load the dataset from the Hugging Face Hub ({hub_failure(e)}); "
+            "offline, load it once online (it is then cached; HF_DATASETS_OFFLINE=1 reads the "
+            "cache), or pass a local copy: a folder of text files or a .jsonl file"
+        ) from None
     for row_index, row in enumerate(data):
         yield row_index + 1, _field_text(row, field, f"{spec} row {row_index + 1}")
