@@ -56,11 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse and run one command. Commands with a ``key.path=value`` overrides list take them
+    after options too (``thrifty train CONFIG --resume auto train.lr=1e-3``): argparse stops
+    filling a positional list at the first option, and its intermixed parser does not work
+    with subcommands, so such left-over words are appended to the list in the order given."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = getattr(args, "overrides", None)
+    if extra and isinstance(overrides, list) and all(_is_override(x) for x in extra):
+        args.overrides = [*overrides, *extra]
+    elif extra:
+        parser.parse_args(argv)  # exits 2 with argparse's message for the unknown words
+    return args.func(args) or 0
+
+
+def _is_override(word: str) -> bool:
+    return "=" in word and not word.startswith("-")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        args = build_parser().parse_args(argv)
-        return args.func(args) or 0
+        return dispatch(build_parser(), argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,8 @@
-"""``thrifty train CONFIG [key.path=value ...]``: train a model from a YAML recipe."""
+"""``thrifty train CONFIG [key.path=value ...]``: train a model from a YAML recipe.
+
+Overrides may come before or after the options: ``thrifty train CONFIG --resume auto
+train.max_steps=2000`` continues a run with a later end.
+"""
 
 from __future__ import annotations
 
