@@ -58,14 +58,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return ckpt
 
 
-def read_state(ckpt: Path, verify: bool = True) -> dict:
-    """state.json of a checkpoint; with ``verify`` every file's sha256 must match."""
+def read_state(ckpt: Path, verify: bool | tuple[str, ...] = True) -> dict:
+    """state.json of a checkpoint; with ``verify`` every file's sha256 must match (or only
+    those of the files ``verify`` names)."""
     try:
         state = json.loads((ckpt / "state.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{ckpt}/state.json is unreadable ({e})") from None
     if verify:
         for name, expected in state.get("files", {}).items():
+            if verify is not True and name not in verify:
+                continue
             file = ckpt / name
             if not file.is_file():
                 raise UserError(f"checkpoint {ckpt} is missing {name}")

@@ -229,6 +229,7 @@ def check_same_model(ckpt: Path | None, cfg: RunConfig) -> Path | None:
     differ: its weights would not load, or would load into a different network."""
     if ckpt is None:
         return None
+    read_state(ckpt, verify=("config.yaml",))  # an altered file is reported as such
     saved, new = to_dict(read_config(ckpt).model), to_dict(cfg.model)
     # `size` only supplies defaults for the explicit widths, which are compared themselves.
     keys = [k for k in sorted(saved.keys() | new.keys()) if k != "size"]
