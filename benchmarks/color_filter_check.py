@@ -114,9 +114,12 @@ def main() -> None:
         for tau in args.taus:
             out = args.work / f"{method}-tau{tau:g}"
             if not (out / "manifest.json").is_file():
+                # the whole pipeline may read: candidates, target, the shared tokenizer's sample
+                total = round(tau * n) + args.target_words + n
                 color_filter_select(
-                    pool, [str(args.data / TARGET)], out, tau=tau, budget_words=n,
-                    target_words=args.target_words, method=method, chunk_words=args.chunk_words,
+                    pool, [str(args.data / TARGET)], out, tau=tau, keep_words=n,
+                    budget_words=total, target_words=args.target_words, method=method,
+                    chunk_words=args.chunk_words,
                     tokenizer=tokenizer, overrides=recipe(args), device=args.device,
                     threads=args.threads, seed=0,
                 )  # fmt: skip

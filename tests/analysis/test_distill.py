@@ -33,8 +33,9 @@ def teacher(toy, tmp_path_factory):
     manifest = prepare(
         [str(corpus)],
         data,
-        budget_words=1500,
+        budget_words=None,
         tokenizer_path=run.run_dir / "tokenizer.json",
+        tokenizer_words=sum(len(t.split()) for t in toy.texts()),  # what build_run trained on
         valid_fraction=0.1,
         progress=False,
     )
@@ -120,7 +121,7 @@ def test_mix_errors(teacher, tmp_path):
 def test_student_trains_on_the_mix_with_the_normal_command(teacher, tmp_path, capsys):
     run, real = teacher
     synth, mix = tmp_path / "synth", tmp_path / "mix"
-    argv = ["distill-data", str(run.run_dir), "--words", "1.5k", "--out", str(synth)]
+    argv = ["distill-data", str(run.run_dir), "--words", "2k", "--out", str(synth)]
     assert main([*argv, "--batch", "64", "--seq-len", "32"]) == 0
     assert main(["distill-mix", str(real), str(synth), "--out", str(mix), "--ratio", "1:1"]) == 0
     assert "synthetic" in capsys.readouterr().out

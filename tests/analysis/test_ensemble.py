@@ -40,6 +40,7 @@ def family(toy, tmp_path_factory):
         data,
         budget_words=None,
         tokenizer_path=a.run_dir / "tokenizer.json",
+        tokenizer_words=sum(len(t.split()) for t in toy.texts()),  # what build_run trained on
         valid_fraction=0.2,
         progress=False,
     )

@@ -36,8 +36,12 @@ def corpus(tmp_path_factory):
     return root
 
 
+BUDGET = 5000  # the pipeline reads 4,000 candidate words and the ~700-word target
+
+
 def select(corpus, name, **changes):
-    settings = dict(tau=4, budget_words=1000, chunk_words=25, vocab_size=280, threads=1)
+    settings = dict(tau=4, keep_words=1000, budget_words=BUDGET, chunk_words=25, vocab_size=280)
+    settings |= dict(threads=1)
     settings |= dict(overrides=SMALL, progress=False) | changes
     return color_filter_select(
         [str(corpus / "pool")], [str(corpus / "target.txt")], corpus / name, **settings
@@ -132,10 +136,56 @@ def test_selection_is_deterministic_under_a_seed(corpus, selected):
     )
 
 
-def test_too_small_a_pool_and_a_charge_cap_are_clear_errors(corpus):
+def test_too_small_a_pool_and_a_budget_too_small_are_clear_errors(corpus):
     from thrifty.errors import UserError
 
     with pytest.raises(UserError, match="needs 80,000 candidate words"):
         select(corpus, "big", tau=80)
-    with pytest.raises(UserError, match="--max-charged-words"):
-        select(corpus, "capped", max_charged_words=1500)
+    with pytest.raises(UserError, match="more than --budget-words 1,500; lower --tau"):
+        select(corpus, "capped", budget_words=1500)
+    assert not (corpus / "capped").exists()  # refused before anything was trained or written
+
+
+def test_the_selection_ledger_holds_the_users_total_budget(selected, capsys):
+    summary, out = selected
+    ledger = Ledger.from_dict(json.loads((out / "manifest.json").read_text())["ledger"])
+    assert ledger.budget_words == BUDGET == summary["budget_words"]
+    # the tokenizer was trained on the prior's sample of the candidates: charged once, not twice
+    assert ledger.tokenizer["path"].endswith("prior-data/tokenizer.json")
+    assert ledger.tokenizer_words() == 0 and ledger.charged_words() == summary["charged_words"]
+    assert main(["audit", str(out)]) == 0
+    assert f"budget: {BUDGET:,} words" in capsys.readouterr().out
+
+
+def test_a_run_on_the_selection_is_held_to_its_budget(selected, tmp_path, capsys):
+    """Continuing the prior on the selection charges the prior's words once more (they are not
+    provably the same words): past the user's budget, so the run's audit fails."""
+    from thrifty.config import load_config
+    from thrifty.train.loop import train
+
+    summary, out = selected
+    cfg = load_config(
+        "configs/nano.yaml",
+        [f"data.path={out}", f"runs_dir={tmp_path}", "train.max_steps=1", "train.threads=1"]
+        + ["train.peak_flops=1e11", f"train.init_from={summary['prior_run']}", *SMALL],
+    )
+    train(cfg)
+    assert main(["audit", str(cfg.run_dir)]) == 1
+    assert f"exceed the budget of {BUDGET:,} words" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--budget-words", "1000"], "needs --keep-words N, the words to keep"),
+        (["--keep-words", "1000"], "needs --budget-words N, the total"),
+        (["--keep-words", "1k", "--max-charged-words", "6k"], "--max-charged-words is now "
+         "--budget-words N (the total budget)"),
+    ],
+)  # fmt: skip
+def test_old_option_spellings_fail_naming_the_new_ones(corpus, capsys, argv, message):
+    pool, target = str(corpus / "pool"), str(corpus / "target.txt")
+    code = main(["select", pool, "--target", target, "--out", str(corpus / "x"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (corpus / "x").exists()

@@ -53,8 +53,10 @@ def general_data(tiny_run, tmp_path_factory, toy):
     folder = tmp_path_factory.mktemp("general")
     (folder / "text.txt").write_text("\n".join(toy.texts(600, seed=5)) + "\n")
     out = folder / "prepared"
+    words = sum(len(t.split()) for t in toy.texts())  # what the tiny run's tokenizer read
     prepare([str(folder / "text.txt")], out, budget_words=None, valid_fraction=0.1,
-            tokenizer_path=tiny_run.run_dir / "tokenizer.json", progress=False)  # fmt: skip
+            tokenizer_path=tiny_run.run_dir / "tokenizer.json", tokenizer_words=words,
+            progress=False)  # fmt: skip
     return out
 
 

@@ -42,6 +42,7 @@ def _ledger_rows(ledger: dict) -> dict[str, str]:
         rows["charged (words)"] = _count(parsed.charged_words())
         epochs = f"{parsed.epochs:.2f}" if parsed.train_words else DASH
         rows["epochs (max)"] = f"{epochs} ({parsed.max_epochs:g})"
+        rows["most passes over a word"] = f"{parsed.max_passes()[0]:.2f}"
         aux = [f"{m['name']}: {int(m['words']):,} words" for m in parsed.aux_models]
         rows["auxiliary models"] = "; ".join(aux) if aux else "none"
         rows["violations"] = "; ".join(parsed.violations()) or "none"

@@ -15,6 +15,7 @@ Format (a worked example is ``configs/sweeps/example.yaml``)::
       budgets: [250k, 500k, 1M]            # adds the axis data.budget_words
       vocab_size: 4096
       shared_tokenizer: true               # tokenizer of the smallest budget, reused by all
+                                           # (charged to each larger rung's ledger on top)
     search: {...}                          # optional; see analysis/search.py and --search
 
 A grid axis ``data.path: [folderA, folderB]`` points at datasets prepared elsewhere instead.

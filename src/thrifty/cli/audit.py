@@ -1,4 +1,7 @@
-"""`thrifty audit`: print a ledger and fail (exit 1) when a budget rule was broken."""
+"""`thrifty audit`: print a ledger and fail (exit 1) when a budget rule was broken: the charged
+words (every model's reading, the tokenizer's included) above the budget, or more passes over
+some word than the epoch limit (the model's own, plus its start model's, replayed windows' and a
+distillation teacher's, wherever they share source files; ``thrifty.data.budget``)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "audit",
         help="print the word ledger of a dataset or run; exit 1 if a rule was broken",
         description="Print the ledger of a prepared dataset (manifest.json) or a run folder "
-        "(ledger.json). Exits 1 when the budget or the epoch limit is exceeded.",
+        "(ledger.json). Exits 1 when the charged words exceed the budget, or when some word is "
+        "seen more often than the epoch limit allows (counting the start model's passes, "
+        "replayed windows and distillation teachers).",
     )
     p.add_argument("path", type=Path, metavar="PATH", help="prepared dataset or run folder")
     p.set_defaults(func=run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="PATH",
-        help="reuse this tokenizer.json (or a prepared dataset's) instead of training one",
+        help="reuse this tokenizer.json (or a prepared dataset's or run's) instead of training "
+        "one; its training words are charged unless they are words this dataset already holds",
+    )
+    p.add_argument(
+        "--tokenizer-words",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="words the --tokenizer was trained on, for a tokenizer with no prepared dataset or "
+        "run beside it to say so (charged in full)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -93,6 +103,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from thrifty.data.budget import Ledger
     from thrifty.data.prepare import prepare  # tokenizers / numpy load only when needed
 
     start = time.perf_counter()
@@ -108,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         errors=args.errors,
         tokenizer_path=args.tokenizer,
+        tokenizer_words=args.tokenizer_words,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
@@ -120,4 +132,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{docs[split]:,} documents"
             )
         print(f"  vocab {manifest['vocab_size']:,}, dtype {manifest['dtype']}")
+    ledger = Ledger.from_dict(manifest["ledger"])
+    if ledger.tokenizer_words() and not args.quiet:
+        print(f"  the reused tokenizer's {ledger.tokenizer_words():,} training words are charged")
+    for problem in ledger.violations():  # e.g. a reused tokenizer's words over the budget
+        print(f"warning: {problem}; `thrifty audit {args.out}` will fail", file=sys.stderr)
     return 0

@@ -1,11 +1,32 @@
-"""The ledger (how many words a run may see, has prepared, has seen, and from where), and the
-selection rules that spend a word budget on documents.
+"""The ledger: how many words a run may see, has prepared, has seen, and from where.
+(``thrifty.data.selection`` holds the rules that spend a word budget on documents.)
 
 BabyLM 2025 rules (challenge site and evaluation-pipeline-2025 README; see the BabyLM card in
 the papers notes, after Choshen et al. 2024, arXiv 2404.06214): the training data of every model,
 auxiliary ones included, counts against the word budget, and the training data may be repeated
 for at most 10 epochs. ``thrifty prepare`` fills in the sources, the prepared words and the
 tokenizer; the training loop charges the words the model sees; ``thrifty audit`` reads it back.
+
+Charged words (``charged_words``): the prepared words (less model-generated ones, whose generator
+is charged instead), plus every auxiliary model's reading, plus the tokenizer's training words
+unless they are provably among those already charged, less ``overlap_words`` (what the entries
+above count twice). The proof is by content: ``texts`` holds the sha256 of the training text as
+prepared (``thrifty.data.provenance``), an auxiliary entry may list the texts its words include,
+and a tokenizer records the sha256 of the text it was trained on. A tokenizer trained on the
+prepared training split, or on one of those texts, adds nothing; any other tokenizer (one reused
+from another dataset, or one whose training words the user stated) is charged in full.
+
+Exposure (the epoch rule): the model's own passes are ``words_seen / train_words``. Other passes
+over words that reach the model are ``exposure`` entries ``{"name", "words", "passes",
+"sources"}`` (``sources``: sha256 of the files the words come from; empty: unknown): the start
+model of ``train.init_from`` (its own passes and its exposure, carried whole), the replay set of
+the ``replay`` objective (replayed rows / replay windows), and the teachers of a distillation
+mix (their passes over their training data). A word can be in two word sets only if they share a
+source file, so the passes over any word are at most the passes of its set plus those of every
+set sharing a file with it (a set of unknown files shares with all): ``max_passes`` is the
+largest such sum, and the audit fails past ``max_epochs``. Auxiliary models that only score or
+filter text (CoLoR-Filter's prior and conditional models) are charged for their words but add no
+exposure: what they learn reaches the model only as a choice of documents.
 """
 
 from __future__ import annotations
@@ -16,15 +37,32 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from thrifty.atomic import write_text_atomic
+
+# the selection rules lived here first; callers still import them from this module
+from thrifty.data.selection import (
+    proportional_shares,
+    select_prefix,
+    select_sample,
+    split_valid,
+)
 from thrifty.errors import UserError
+
+__all__ = [
+    "LEDGER_FILE",
+    "SELECTIONS",
+    "Ledger",
+    "proportional_shares",
+    "select_prefix",
+    "select_sample",
+    "split_valid",
+]
 
 LEDGER_FILE = "ledger.json"
 SELECTIONS = ("all", "prefix", "sample", "color_filter")
 # words_seen accumulates floats step by step; exactly 10 epochs must not read as 10.0000001
 _EPOCH_SLACK = 1e-9
+_SHOWN_SOURCES = 25  # source lines the summary prints before "... and N more"
 
 
 @dataclass
@@ -37,11 +75,13 @@ class Ledger:
     # one dict per file: {"path", "sha256", "words_total", "words_used"}
     sources: list[dict[str, Any]] = field(default_factory=list)
     prepared_words: dict[str, int] = field(default_factory=lambda: {"train": 0, "valid": 0})
-    # {"trained_on_words", "sha256", "vocab_size"} (+ "path" when reused from elsewhere)
+    # {"trained_on_words", "sha256", "vocab_size", "sources": [{"path", "sha256", "words"}],
+    #  "text_sha256"} (+ "path" when reused from elsewhere, "stated" when the user gave the words)
     tokenizer: dict[str, Any] = field(
         default_factory=lambda: {"trained_on_words": 0, "sha256": "", "vocab_size": 0}
     )
-    aux_models: list[dict[str, Any]] = field(default_factory=list)  # {"name", "words"}
+    # {"name", "words"} (+ "texts": sha256 of texts whose every word is among ``words``)
+    aux_models: list[dict[str, Any]] = field(default_factory=list)
     # model-generated words among the prepared training words (distillation): not charged,
     # because the model that wrote them is charged as an aux model (BabyLM rules)
     synthetic_words: int = 0
@@ -53,18 +93,26 @@ class Ledger:
     details: dict[str, Any] = field(default_factory=dict)
     words_seen: float = 0.0
     max_epochs: float = 10
+    # sha256 of texts whose every word is charged as prepared words: the training split as
+    # prepared (a distillation mix keeps its real part's); see the module docstring
+    texts: list[str] = field(default_factory=list)
+    # passes over words besides the model's own: {"name", "words", "passes", "sources"}
+    exposure: list[dict[str, Any]] = field(default_factory=list)
 
     def charge_tokens(self, n_tokens: int, words_per_token: float) -> None:
         """Charge the words behind ``n_tokens`` tokens the trained model has just seen."""
         self.words_seen += n_tokens * words_per_token
 
-    def charge_aux_model(self, name: str, words: int) -> None:
-        """Charge words read by an auxiliary model (teacher, data selector, augmenter)."""
-        for entry in self.aux_models:
-            if entry["name"] == name:
-                entry["words"] += int(words)
-                return
-        self.aux_models.append({"name": name, "words": int(words)})
+    def charge_aux_model(self, name: str, words: int, texts: list[str] | None = None) -> None:
+        """Charge words read by an auxiliary model (teacher, data selector, augmenter);
+        ``texts``: sha256 of texts whose every word is among these ``words``."""
+        entry = next((e for e in self.aux_models if e["name"] == name), None)
+        if entry is None:
+            entry = {"name": name, "words": 0}
+            self.aux_models.append(entry)
+        entry["words"] += int(words)
+        if texts:
+            entry["texts"] = sorted({*entry.get("texts", []), *texts})
 
     @property
     def train_words(self) -> int:
@@ -75,15 +123,64 @@ class Ledger:
         """Passes over the prepared training words so far."""
         return self.words_seen / self.train_words if self.train_words else 0.0
 
-    def charged_words(self) -> int:
-        """Distinct words charged to the budget: prepared text plus what aux models read.
+    def tokenizer_words(self) -> int:
+        """The tokenizer's training words that nothing else in this ledger charges."""
+        tok = self.tokenizer
+        if "path" not in tok:  # trained here, on the prepared training split
+            return 0
+        read = {*self.texts, *(t for m in self.aux_models for t in m.get("texts", []))}
+        if tok.get("text_sha256") and tok["text_sha256"] in read:
+            return 0
+        return int(tok.get("trained_on_words", 0))
 
-        The tokenizer is trained on the prepared training text, so it adds no new words.
+    def known_texts(self) -> list[str]:
+        """sha256 of every text whose words this ledger charges, for a ledger that charges this
+        one whole (a continuation charging its start model)."""
+        found = {*self.texts, *(t for m in self.aux_models for t in m.get("texts", []))}
+        if self.tokenizer.get("text_sha256"):
+            found.add(self.tokenizer["text_sha256"])
+        return sorted(found)
+
+    def charged_words(self) -> int:
+        """Distinct words charged to the budget: prepared text, what aux models read, and the
+        tokenizer's training words where they are not among those (module docstring).
+
         Synthetic words are prepared but not charged (their generator is, as an aux model).
         """
         prepared = sum(int(v) for v in self.prepared_words.values()) - int(self.synthetic_words)
         aux = sum(int(m["words"]) for m in self.aux_models)
-        return prepared + aux - int(self.overlap_words)
+        return prepared + aux + self.tokenizer_words() - int(self.overlap_words)
+
+    def word_sets(self) -> list[dict[str, Any]]:
+        """The model's own training words with its passes, then the ``exposure`` entries."""
+        own = {
+            "name": "training data",
+            "words": self.train_words,
+            "passes": self.epochs,
+            "sources": sorted({s["sha256"] for s in self.sources if s.get("sha256")}),
+        }
+        return [own, *self.exposure]
+
+    def passed_on(self, prefix: str) -> list[dict[str, Any]]:
+        """This ledger's word sets as ``exposure`` entries of a model that learns from this one
+        (its continuation, or a student of its outputs), named ``prefix: ...``."""
+        return [
+            {**copy.deepcopy(s), "name": f"{prefix}: {s['name']}"}
+            for s in self.word_sets()
+            if s["passes"] > 0
+        ]
+
+    def max_passes(self) -> tuple[float, list[str]]:
+        """The most passes over any word, bounded above (module docstring), and the word sets
+        that add up to it."""
+        sets = [s for s in self.word_sets() if s["passes"] > 0]
+        best: tuple[float, list[str]] = (0.0, [])
+        for s in sets:
+            together = [o for o in sets if o is s or _share_files(s, o)]
+            passes = sum(float(o["passes"]) for o in together)
+            if passes > best[0]:
+                best = (passes, [o["name"] for o in together])
+        return best
 
     def violations(self) -> list[str]:
         """Broken rules, one line each; empty when the run is within the rules."""
@@ -93,8 +190,10 @@ class Ledger:
             found.append(
                 f"charged words {charged:,} exceed the budget of {self.budget_words:,} words"
             )
-        if self.epochs > self.max_epochs * (1 + _EPOCH_SLACK):
-            found.append(f"{self.epochs:.3f} epochs exceed the maximum of {self.max_epochs:g}")
+        passes, names = self.max_passes()
+        if passes > self.max_epochs * (1 + _EPOCH_SLACK):
+            where = f" (passes over the same words: {' + '.join(names)})" if len(names) > 1 else ""
+            found.append(f"{passes:.3f} epochs exceed the maximum of {self.max_epochs:g}{where}")
         return found
 
     def summary_lines(self) -> list[str]:
@@ -109,21 +208,9 @@ class Ledger:
             f"prepared: {train + valid:,} words ({train:,} train, {valid:,} valid) "
             f"from {len(self.sources)} source file(s)"
         )
-        shown = self.sources if len(self.sources) <= 30 else self.sources[:25]
-        for s in shown:
-            lines.append(
-                f"  {s['path']}: {s['words_used']:,} of {s['words_total']:,} words, "
-                f"sha256 {str(s['sha256'])[:12]}"
-            )
-        if len(shown) < len(self.sources):
-            lines.append(f"  ... and {len(self.sources) - len(shown)} more source files")
-        tok = self.tokenizer
-        origin = f", from {tok['path']}" if tok.get("path") else ""
-        lines.append(
-            f"tokenizer: vocab {tok.get('vocab_size', 0):,}, trained on "
-            f"{tok.get('trained_on_words', 0):,} words, "
-            f"sha256 {str(tok.get('sha256'))[:12]}{origin}"
-        )
+        used = [f"{s['words_used']:,} of {s['words_total']:,} words" for s in self.sources]
+        lines += _source_lines([(s["path"], s["sha256"], u) for s, u in zip(self.sources, used)])
+        lines += self._tokenizer_lines()
         for m in self.aux_models:
             lines.append(f"auxiliary model {m['name']}: {m['words']:,} words")
         if self.synthetic_words:
@@ -143,6 +230,39 @@ class Ledger:
             f"seen by the model: {self.words_seen:,.0f} words = {self.epochs:.2f} epochs "
             f"(max {self.max_epochs:g})"
         )
+        for e in self.exposure:
+            lines.append(
+                f"exposure {e['name']}: {int(e['words']):,} words x {float(e['passes']):.2f} passes"
+            )
+        passes, names = self.max_passes()
+        lines.append(
+            f"most passes over any word: {passes:.2f} ({' + '.join(names) or 'none'}; "
+            f"max {self.max_epochs:g})"
+        )
+        return lines
+
+    def _tokenizer_lines(self) -> list[str]:
+        tok = self.tokenizer
+        words = int(tok.get("trained_on_words", 0))
+        head = (
+            f"tokenizer: vocab {tok.get('vocab_size', 0):,}, sha256 {str(tok.get('sha256'))[:12]}"
+        )
+        if "path" not in tok:
+            return [f"{head}, trained on {words:,} words of the prepared training split"]
+        origin = (
+            "stated by the user" if tok.get("stated") else f"{len(tok.get('sources', []))} file(s)"
+        )
+        lines = [f"{head}, from {tok['path']}: trained on {words:,} words ({origin})"]
+        lines += _source_lines(
+            [(s["path"], s["sha256"], f"{s['words']:,} words") for s in tok.get("sources", [])]
+        )
+        charged = self.tokenizer_words()
+        lines.append(
+            f"  charged: {charged:,} words"
+            if charged or not words
+            else f"  not charged: it read text already charged here "
+            f"(sha256 {str(tok.get('text_sha256'))[:12]})"
+        )
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,7 +270,8 @@ class Ledger:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "ledger") -> Ledger:
-        """Inverse of ``to_dict``; unknown keys are errors so typos don't pass silently."""
+        """Inverse of ``to_dict``; unknown keys are errors so typos don't pass silently. Keys
+        added since the first format (``texts``, ``exposure``) default to empty."""
         if not isinstance(data, dict):
             raise UserError(f"{where}: expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
@@ -182,76 +303,17 @@ class Ledger:
         return cls.from_dict(data, str(target))
 
 
-# --- spending the budget: how many words of each document to keep -----------------------------
-# Each function takes per-source arrays of document word counts and returns, per source, the
-# words kept from each document (0 = skipped; less than the document = its first words).
+def _share_files(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two word sets may hold the same words: a common source file, or unknown files."""
+    if not a.get("sources") or not b.get("sources"):
+        return True  # in doubt, the passes add up
+    return bool(set(a["sources"]) & set(b["sources"]))
 
 
-def select_prefix(doc_words: list[np.ndarray], budget: int) -> list[np.ndarray]:
-    """Documents in source order until ``budget`` words; the last one is cut to fit."""
-    _check_budget(doc_words, budget)
-    take, left = [], budget
-    for words in doc_words:
-        take.append(_fill(words, np.arange(len(words)), left))
-        left -= int(take[-1].sum())
-    return take
-
-
-def select_sample(doc_words: list[np.ndarray], budget: int, seed: int) -> list[np.ndarray]:
-    """Each source gets its proportional share of ``budget``, filled with whole documents in
-    a seeded random order; the last document of each source is cut to fit the share exactly."""
-    _check_budget(doc_words, budget)
-    shares = proportional_shares(budget, [int(w.sum()) for w in doc_words])
-    take = []
-    for index, (words, share) in enumerate(zip(doc_words, shares, strict=True)):
-        # one random stream per (seed, source): a source's choice doesn't hinge on the others
-        order = np.random.default_rng([seed, 0, index]).permutation(len(words))
-        take.append(_fill(words, order, share))
-    return take
-
-
-def proportional_shares(budget: int, totals: list[int]) -> list[int]:
-    """floor(budget * w / W) per source, the remainder going to the largest fractions."""
-    whole = sum(totals)
-    shares = [budget * w // whole for w in totals]
-    fractions = [budget * w % whole for w in totals]
-    # ties go to the earlier source; a nonzero fraction means the share is below the total
-    for i in sorted(range(len(totals)), key=lambda i: -fractions[i])[: budget - sum(shares)]:
-        shares[i] += 1
-    return shares
-
-
-def split_valid(take: list[np.ndarray], fraction: float, seed: int) -> list[np.ndarray]:
-    """Seeded choice of whole selected documents for validation, about ``fraction`` of the
-    words; at least one document when two or more are selected and ``fraction`` > 0."""
-    flat = np.concatenate(take) if take else np.zeros(0, dtype=np.int64)
-    valid = np.zeros(len(flat), dtype=bool)
-    chosen = np.flatnonzero(flat)
-    if fraction > 0 and len(chosen) >= 2:
-        order = chosen[np.random.default_rng([seed, 1]).permutation(len(chosen))]
-        target = fraction * int(flat.sum())
-        n = int(np.searchsorted(np.cumsum(flat[order]), target)) + 1  # first prefix to reach it
-        valid[order[: min(n, len(chosen) - 1)]] = True  # keep at least one training document
-    return np.split(valid, np.cumsum([len(t) for t in take])[:-1]) if take else []
-
-
-def _fill(words: np.ndarray, order: np.ndarray, quota: int) -> np.ndarray:
-    """Take documents in ``order`` until ``quota`` words; cut the last one to fit."""
-    take = np.zeros(len(words), dtype=np.int64)
-    if quota <= 0 or len(words) == 0:
-        return take
-    cumulative = np.cumsum(words[order])
-    k = int(np.searchsorted(cumulative, quota))  # first document that reaches the quota
-    take[order[:k]] = words[order[:k]]
-    if k < len(order):
-        take[order[k]] = quota - (int(cumulative[k - 1]) if k else 0)
-    return take
-
-
-def _check_budget(doc_words: list[np.ndarray], budget: int) -> None:
-    total = sum(int(w.sum()) for w in doc_words)
-    if budget > total:
-        raise UserError(
-            f"budget of {budget:,} words is larger than the corpus ({total:,} words in "
-            f"{len(doc_words)} file(s)); lower --budget-words or add sources"
-        )
+def _source_lines(rows: list[tuple[str, str, str]]) -> list[str]:
+    """``  path: what, sha256 abc`` per source, the tail summarised past a screenful."""
+    shown = rows if len(rows) <= _SHOWN_SOURCES + 5 else rows[:_SHOWN_SOURCES]
+    lines = [f"  {path}: {what}, sha256 {str(sha)[:12]}" for path, sha, what in shown]
+    if len(shown) < len(rows):
+        lines.append(f"  ... and {len(rows) - len(shown)} more source files")
+    return lines

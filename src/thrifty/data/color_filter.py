@@ -19,7 +19,11 @@ The ledger records what every auxiliary model read — the prior: its training s
 scored candidates; the conditional model: the target text plus the same candidates — and, in
 ``overlap_words``, what those entries count twice (the selection and the prior's sample are
 candidates; the candidates are read by both models). Charged distinct words are therefore
-τ·n candidates + target words (+ the words of a prior taken from another run).
+τ·n candidates + target words (+ the words of a prior taken from another run, + a tokenizer
+trained on other text). The tokenizer trained on the prior's sample is among the candidates, and
+the prior's entry lists that sample's sha256, so it is not charged twice. The ledger's budget is
+the user's total (``thrifty select --budget-words``), so ``thrifty audit`` can fail a selection.
+Scoring is reading, not training: the scorers add words to the charge but no exposure (passes).
 """
 
 from __future__ import annotations
@@ -185,15 +189,18 @@ def selection_ledger(
     prior_from_pool: bool,
     target_words: int,
     target_sources: list[dict[str, Any]],
-    budget_words: int | None = None,
+    budget_words: int,
+    prior_texts: list[str] = (),
 ) -> Ledger:
     """The ledger of a selected dataset before it is written (sources and tokenizer follow).
 
     ``prior_words``: what the prior was trained on; ``prior_from_pool``: that sample was drawn
-    from the candidates (so it adds no distinct words).
+    from the candidates (so it adds no distinct words); ``prior_texts``: sha256 of the texts
+    its charge holds (its training split), so a tokenizer trained on them is not charged again.
+    ``budget_words``: what the whole pipeline may read (``thrifty select --budget-words``).
     """
     ledger = Ledger(budget_words=budget_words, selection="color_filter", seed=seed)
-    ledger.charge_aux_model("color_filter prior", prior_words + candidate_words)
+    ledger.charge_aux_model("color_filter prior", prior_words + candidate_words, list(prior_texts))
     ledger.charge_aux_model("color_filter conditional", target_words + candidate_words)
     ledger.overlap_words = (
         selected_words + candidate_words + (prior_words if prior_from_pool else 0)

@@ -5,6 +5,11 @@ tokenizer on the selected training documents; encode the selected documents. In 
 ``budget.select_prefix`` / ``select_sample`` decide how many words of each document to keep so the
 total is exactly the budget, and ``split_valid`` holds out whole documents for validation.
 Everything is written into ``<out>.tmp-<pid>/`` and renamed to ``out`` only when complete.
+
+The ledger records the sha256 of the training text as encoded (``Ledger.texts``) and what the
+tokenizer was trained on; a reused tokenizer must come with a record of its training words
+(``thrifty.data.provenance``), which the ledger charges unless they are provably words it
+already charges.
 """
 
 from __future__ import annotations
@@ -30,13 +35,8 @@ from thrifty.data.budget import (
     split_valid,
 )
 from thrifty.data.corpus import SourceScan, resolve_source, scan, truncate_words
-from thrifty.data.tokenizer import (
-    MIN_VOCAB,
-    SPECIAL_IDS,
-    load_tokenizer,
-    tokenizer_sha256,
-    train_tokenizer,
-)
+from thrifty.data.provenance import TextDigest, reused_tokenizer, trained_record
+from thrifty.data.tokenizer import MIN_VOCAB, SPECIAL_IDS, train_tokenizer
 from thrifty.data.tokens import FORMAT, MANIFEST_FILE, SPLIT_FILES, TokenWriter, load_manifest
 from thrifty.errors import UserError
 
@@ -65,13 +65,19 @@ def prepare(
     text_field: str = "text",
     errors: str = "strict",
     tokenizer_path: Path | None = None,
+    tokenizer_words: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Prepare ``sources`` into the dataset folder ``out`` and return its manifest."""
+    """Prepare ``sources`` into the dataset folder ``out`` and return its manifest.
+
+    ``tokenizer_path``: reuse this tokenizer instead of training one; ``tokenizer_words``: its
+    training words, for a tokenizer with no record of them (``thrifty.data.provenance``).
+    """
     _check_settings(sources, budget_words, selection, valid_fraction, vocab_size)
     out = Path(out)
     _check_out(out, overwrite)
+    reused = _reused(tokenizer_path, tokenizer_words)
     ledger = Ledger(
         budget_words=budget_words,
         selection="all" if budget_words is None else selection,
@@ -88,7 +94,7 @@ def prepare(
             take = select_sample(doc_words, budget_words, seed)
         settings = {"max_doc_words": max_doc_words, "valid_fraction": valid_fraction}
         settings |= {"text_field": text_field, "errors": errors}
-        return _write(scans, take, out, ledger, bar, settings, seed, vocab_size, tokenizer_path)
+        return _write(scans, take, out, ledger, bar, settings, seed, vocab_size, reused)
 
 
 def scan_sources(
@@ -117,6 +123,7 @@ def write_selection(
     text_field: str = "text",
     errors: str = "strict",
     tokenizer_path: Path | None = None,
+    tokenizer_words: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -124,16 +131,26 @@ def write_selection(
 
     ``take`` holds, per source of ``scans`` (made with the same ``max_doc_words``), the words kept
     from each document (0: skipped; fewer than the document: its first words). ``ledger`` says
-    how they were chosen (budget, selection, auxiliary models); sources, prepared words and
-    tokenizer are filled in here. Returns the manifest.
+    how they were chosen (budget, selection, auxiliary models); sources, prepared words, texts
+    and tokenizer are filled in here. Returns the manifest.
     """
     _check_settings(["selection"], None, "sample", valid_fraction, vocab_size)
     out = Path(out)
     _check_out(out, overwrite)
+    reused = _reused(tokenizer_path, tokenizer_words)
     settings = {"max_doc_words": max_doc_words, "valid_fraction": valid_fraction}
     settings |= {"text_field": text_field, "errors": errors}
     with Progress(console=Console(stderr=True), disable=not progress) as bar:
-        return _write(scans, take, out, ledger, bar, settings, seed, vocab_size, tokenizer_path)
+        return _write(scans, take, out, ledger, bar, settings, seed, vocab_size, reused)
+
+
+def _reused(path: Path | None, words: int | None) -> tuple[Tokenizer, dict[str, Any]] | None:
+    """A reused tokenizer and its ledger record, checked before any long pass."""
+    if path is None:
+        if words is not None:
+            raise UserError("--tokenizer-words is for a reused tokenizer; pass --tokenizer PATH")
+        return None
+    return reused_tokenizer(path, words)
 
 
 def _write(
@@ -145,7 +162,7 @@ def _write(
     settings: dict[str, Any],
     seed: int,
     vocab_size: int,
-    tokenizer_path: Path | None,
+    reused: tuple[Tokenizer, dict[str, Any]] | None,
 ) -> dict[str, Any]:
     """Hold out validation documents, then build the folder in a temp copy and swap it in."""
     valid = split_valid(take, settings["valid_fraction"], seed)
@@ -154,7 +171,7 @@ def _write(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        manifest = _build(tmp, passes, vocab_size, tokenizer_path, ledger, settings)
+        manifest = _build(tmp, passes, vocab_size, reused, ledger, settings)
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # never leave half a dataset behind
@@ -166,16 +183,24 @@ def _build(
     folder: Path,
     passes: _Passes,
     vocab_size: int,
-    tokenizer_path: Path | None,
+    reused: tuple[Tokenizer, dict[str, Any]] | None,
     ledger: Ledger,
     settings: dict[str, Any],
 ) -> dict[str, Any]:
     """Write tokenizer, token files and manifest into ``folder``; return the manifest."""
-    tok, ledger.tokenizer = _tokenizer(passes, vocab_size, tokenizer_path)
+    if reused is None:
+        texts = (text for text, _ in passes.documents("training tokenizer", train_only=True))
+        tok = train_tokenizer(texts, vocab_size, length=passes.train_docs)
+    else:
+        tok, ledger.tokenizer = reused
     tok.save(str(folder / "tokenizer.json"))
     counts = _write_tokens(passes, tok, folder)
+    if reused is None:  # trained on exactly the training text just encoded
+        words, sources = passes.words["train"], passes.tokenizer_sources()
+        ledger.tokenizer = trained_record(tok, words, sources, counts["train_sha256"])
     ledger.sources = passes.ledger_sources()
     ledger.prepared_words = counts["words"]
+    ledger.texts = [counts["train_sha256"]]
     manifest = {
         "format": FORMAT,
         "dtype": counts["dtype"],
@@ -270,6 +295,14 @@ class _Passes:
             for s, t in zip(self.scans, self.take, strict=True)
         ]
 
+    def tokenizer_sources(self) -> list[dict[str, Any]]:
+        """Training words per source file: what a tokenizer trained here reads."""
+        rows = []
+        for s, t, v in zip(self.scans, self.take, self.valid, strict=True):
+            if int(t[~v].sum()):
+                rows.append({"path": s.source.name, "sha256": s.sha256, "words": int(t[~v].sum())})
+        return rows
+
     def truncated(self) -> list[dict[str, Any]]:
         """Which documents were cut so that the total is exactly the budget."""
         cut = []
@@ -304,30 +337,11 @@ class _Passes:
                 raise UserError(f"{scan_.source.name}: changed while being read")
 
 
-def _tokenizer(
-    passes: _Passes, vocab_size: int, path: Path | None
-) -> tuple[Tokenizer, dict[str, Any]]:
-    """Train on the training documents, or reuse ``path``; also the ledger's record of it."""
-    if path is None:
-        texts = (text for text, _ in passes.documents("training tokenizer", train_only=True))
-        tok = train_tokenizer(texts, vocab_size, length=passes.train_docs)
-        trained_on = passes.words["train"]
-        record: dict[str, Any] = {}
-    else:
-        tok = load_tokenizer(path)
-        trained_on = 0  # unknown, unless it comes from another prepared dataset
-        folder = Path(path) if Path(path).is_dir() else Path(path).parent
-        if (folder / MANIFEST_FILE).is_file():
-            trained_on = load_manifest(folder)["ledger"]["tokenizer"]["trained_on_words"]
-        record = {"path": str(path)}
-    base = {"trained_on_words": trained_on, "sha256": tokenizer_sha256(tok)}
-    return tok, {**base, "vocab_size": tok.get_vocab_size(), **record}
-
-
 def _write_tokens(passes: _Passes, tok: Tokenizer, folder: Path) -> dict[str, Any]:
     """Encode every selected document into train.bin / valid.bin, in batches."""
     batch: list[tuple[str, bool]] = []
     chars = 0
+    digest = TextDigest()  # of the training text, for the ledger's proof of what it charges
 
     def flush() -> None:
         encodings = tok.encode_batch([text for text, _ in batch], add_special_tokens=False)
@@ -339,10 +353,12 @@ def _write_tokens(passes: _Passes, tok: Tokenizer, folder: Path) -> dict[str, An
     with TokenWriter(folder, tok.get_vocab_size()) as writer:
         for text, is_valid in passes.documents("tokenizing", train_only=False):
             batch.append((text, is_valid))
+            if not is_valid:
+                digest.add(text)
             chars += len(text)
             if chars >= _BATCH_CHARS:
                 flush()
                 chars = 0
         if batch:
             flush()
-        return {**writer.close(), "words": dict(passes.words)}
+        return {**writer.close(), "words": dict(passes.words), "train_sha256": digest.hexdigest()}

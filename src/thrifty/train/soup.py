@@ -107,6 +107,9 @@ def soup_ledger(ledgers: list[dict]) -> Ledger:
             out.charge_aux_model(model["name"], model["words"])
     out.words_seen = float(sum(data.get("words_seen", 0.0) for data in ledgers))
     out.max_epochs = min(g.max_epochs for g in distinct)
+    out.texts = sorted({t for g in distinct for t in g.texts})
+    # every ingredient's other passes (start models, replay sets) reach the soup
+    out.exposure = [e for data in ledgers for e in data.get("exposure", [])]
     return out
 
 
