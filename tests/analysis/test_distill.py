@@ -129,3 +129,23 @@ def test_student_trains_on_the_mix_with_the_normal_command(teacher, tmp_path, ca
     argv = ["train", nano, f"data.path={mix}", f"runs_dir={tmp_path / 'runs'}", "name=student"]
     assert main([*argv, "train.max_steps=2", "train.threads=1", "train.peak_flops=1e11"]) == 0
     assert main(["audit", str(tmp_path / "runs" / "student")]) == 0
+
+
+def test_the_mix_carries_the_teachers_passes_over_the_real_words(teacher, tmp_path):
+    run, real = teacher
+    real_ledger = json.loads((real / "manifest.json").read_text())["ledger"]
+    train_words = real_ledger["prepared_words"]["train"]
+    taught = tmp_path / "taught"
+    shutil.copytree(run.run_dir, taught)
+    (taught / "ledger.json").write_text(json.dumps(real_ledger | {"words_seen": 3.0 * train_words}))
+    write_synthetic([taught], tmp_path / "s", words=train_words, batch=64, seq_len=32)
+    ledger = Ledger.from_dict(build_mix(real, tmp_path / "s", tmp_path / "mix")["ledger"])
+    (entry,) = ledger.exposure
+    assert entry["name"] == "distillation teacher taught: training data"
+    assert entry["passes"] == pytest.approx(3.0) and entry["words"] == train_words
+    assert entry["sources"] == sorted(s["sha256"] for s in real_ledger["sources"])
+    # a student making 7.5 passes over the mix sees each real word 10.5 times in all
+    ledger.words_seen = 7.5 * ledger.train_words
+    (problem,) = ledger.violations()
+    assert "10.500 epochs exceed the maximum of 10" in problem
+    assert "distillation teacher taught: training data" in problem

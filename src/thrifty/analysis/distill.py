@@ -14,7 +14,10 @@ the budget does not count against it, but that model's training data does. So th
 words are recorded (``synthetic_words``) and not charged, and the teachers' training words are
 charged as an auxiliary model, once per distinct dataset. A teacher trained on exactly the
 student's real dataset adds no new words: its entry is recorded with 0 extra words, because
-those words are already charged as the student's real data.
+those words are already charged as the student's real data. The teachers' passes over their
+training words reach the student through the synthetic text, so they go into the mix's
+``exposure``: a student that trains on the real words again adds its passes to the teacher's
+(``Ledger.max_passes``), and the epoch rule holds for the sum.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ def write_synthetic(
 def _teacher(member) -> dict[str, Any]:
     ledger_path = member.run_dir / "ledger.json"
     ledger = json.loads(ledger_path.read_text()) if ledger_path.is_file() else member.ledger()
+    name = Path(member.run_dir).name
     return {
         "run": str(member.run_dir),
         "checkpoint": member.checkpoint.name,
@@ -123,6 +127,8 @@ def _teacher(member) -> dict[str, Any]:
         "train_words": int(ledger.get("prepared_words", {}).get("train", 0)),
         "words_seen": float(ledger.get("words_seen", 0.0)),
         "fingerprint": _fingerprint(ledger),
+        # its passes over its words (and theirs before it), which the student inherits
+        "exposure": Ledger.from_dict(ledger or {}).passed_on(f"distillation teacher {name}"),
     }
 
 
@@ -192,6 +198,14 @@ def build_mix(
     return manifest
 
 
+def _unknown_exposure(teacher: dict) -> list[dict[str, Any]]:
+    """A teacher described by an older synthetic.json: its passes over files not on record,
+    which therefore count as shared with every word of the student (in doubt, they add up)."""
+    passes = teacher["words_seen"] / teacher["train_words"] if teacher["train_words"] else 0.0
+    name = f"distillation teacher {Path(teacher['run']).name}: training data"
+    return [{"name": name, "words": teacher["train_words"], "passes": passes, "sources": []}]
+
+
 def _take(path: Path, wanted: int) -> list[str]:
     """The first ``wanted`` words of a synthetic.txt, as documents (the last one cut)."""
     texts, total = [], 0
@@ -227,6 +241,8 @@ def _mixed_manifest(
     names = ", ".join(Path(t["run"]).name for t in info["teachers"])
     note = "" if extra else "; trained on this dataset's real words, already charged"
     ledger.charge_aux_model(f"distillation teacher ({names}){note}", extra)
+    for t in distinct.values():
+        ledger.exposure += t.get("exposure", _unknown_exposure(t))
     ledger.prepared_words["train"] += words
     ledger.synthetic_words += words
     ledger.sources.append(

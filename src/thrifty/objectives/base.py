@@ -89,6 +89,12 @@ class Objective:
         Returns words to charge to the ledger as auxiliary entries, {name: words}."""
         return {}
 
+    def exposure(self, micro_batches: int, rows: int) -> list[dict]:
+        """Passes over words other than the run's own training windows after ``micro_batches``
+        micro-batches of ``rows`` rows per process (e.g. a replay set): ledger ``exposure``
+        entries {"name", "words", "passes", "sources"} (``thrifty.data.budget``)."""
+        return []
+
     def extra_validation(self, autocast) -> dict[str, float]:
         """Validation metrics beyond the run's own validation split (e.g. the loss on an old
         domain), named as they go into metrics.jsonl; called at every evaluation."""

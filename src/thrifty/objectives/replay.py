@@ -24,7 +24,9 @@ the old one (``val_old_loss``, the replay dataset's validation split): learning 
 
 Ledger: the replay set's distinct words are charged as an auxiliary entry, and so is a teacher
 other than ``train.init_from`` (the loop charges the start model). When the replay set comes from
-the start model's own training data this counts those words twice — on the safe side.
+the start model's own training data this counts those words twice — on the safe side. The replay
+set's passes (``exposure``: the most-replayed window's count) go into the ledger's exposure, and
+so do a separate teacher's passes over its own data, so the epoch rule sees every pass.
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ class Replay(Objective):
         self.old_valid: torch.Tensor | None = None  # (M, T+1) old-domain validation windows
         self.low = self.high = None  # TM thresholds, (C,)
         self.world, self.rank = 1, 0
+        self.served = np.zeros(0, dtype=np.int64)  # (N,) times each replay window was served
+        self.counted = 0  # micro-batches counted into ``served``
+        self.replay_entry: dict = {}  # the replay set's exposure entry, passes filled in later
+        self.teacher_exposure: list[dict] = []  # passes of a teacher other than the start model
 
     # The base objective draws the masks; validation and the reweighting probe swap or rewind
     # ``objective.generator``, so it must be the base's own.
@@ -163,7 +169,12 @@ class Replay(Objective):
         chosen = np.random.default_rng([self.cfg.seed, 0]).choice(n, self.cfg.windows, False)
         self.replay = store.windows(chosen, seq_len)  # (N, T+1)
         words = round(self.cfg.windows * seq_len * store.words_per_token)
-        charges = {f"replay set ({self.cfg.windows} windows of {self.cfg.data})": words}
+        name = f"replay set ({self.cfg.windows} windows of {self.cfg.data})"
+        charges = {name: words}
+        sources = store.manifest["ledger"]["sources"]
+        files = sorted({s["sha256"] for s in sources if s.get("words_used") and s.get("sha256")})
+        self.replay_entry = {"name": name, "words": words, "passes": 0, "sources": files}
+        self.served, self.counted = np.zeros(len(self.replay), dtype=np.int64), 0
         if self.cfg.constraint != "none":
             charges |= self._load_teacher(store, init_from, device)
         return charges
@@ -195,8 +206,24 @@ class Replay(Objective):
         same = init_from is not None and resolve_checkpoint(init_from) == loaded.checkpoint
         if same:  # the loop already charges the start model
             return {}
-        words = Ledger.from_dict(loaded.ledger()).charged_words() if loaded.ledger() else 0
-        return {f"replay teacher {loaded.checkpoint}": words}
+        ledger = Ledger.from_dict(loaded.ledger()) if loaded.ledger() else Ledger()
+        name = f"replay teacher {loaded.checkpoint}"
+        self.teacher_exposure = ledger.passed_on(name)  # its states are the model's targets
+        return {name: ledger.charged_words()}
+
+    def exposure(self, micro_batches: int, rows: int) -> list[dict]:
+        """The replay set's passes: how often its most-served window has been replayed in
+        ``micro_batches`` micro-batches (the picks of ``replay_rows``, replayed here), and a
+        separate teacher's passes over its own words."""
+        if self.replay is None:
+            return list(self.teacher_exposure)
+        n, k = len(self.replay), max(1, round(self.cfg.ratio * rows))
+        for micro in range(self.counted, micro_batches):  # incremental; from 0 after a resume
+            rng = np.random.default_rng([self.cfg.seed, 1, micro])
+            self.served[rng.choice(n, min(k * self.world, n), False)] += 1
+        self.counted = max(self.counted, micro_batches)
+        entry = {**self.replay_entry, "passes": int(self.served.max())}
+        return [entry, *self.teacher_exposure]
 
     # ---- training step
     def replay_rows(self, micro: int, n_rows: int) -> torch.Tensor:

@@ -74,9 +74,11 @@ def resume_point(cfg: RunConfig, resume: str | None, create: bool) -> Path | Non
     return check_same_model(existing, cfg)
 
 
-def start_from(init_from: str, model: Transformer, manifest: dict, load: bool) -> tuple[Path, int]:
-    """The checkpoint ``train.init_from`` names and the words its ledger charged; with ``load``
-    (a fresh run, not a resumed one) its weights are copied into ``model``."""
+def start_from(
+    init_from: str, model: Transformer, manifest: dict, load: bool
+) -> tuple[Path, Ledger]:
+    """The checkpoint ``train.init_from`` names and its ledger (empty if it has none); with
+    ``load`` (a fresh run, not a resumed one) its weights are copied into ``model``."""
     from safetensors.torch import load_file
 
     from thrifty.data.tokenizer import load_tokenizer, tokenizer_sha256
@@ -98,8 +100,7 @@ def start_from(init_from: str, model: Transformer, manifest: dict, load: bool) -
                 f"train.init_from={init_from}: its weights do not fit this run's model section "
                 f"(copy the model settings from {start}/config.yaml): {e}"
             ) from None
-    words = Ledger.from_dict(state["ledger"]).charged_words() if "ledger" in state else 0
-    return start, words
+    return start, Ledger.from_dict(state["ledger"]) if "ledger" in state else Ledger()
 
 
 def train(cfg: RunConfig, resume: str | None = None) -> dict:
@@ -179,9 +180,12 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         ledger.words_seen = state["ledger"]["words_seen"]
         if main:
             log.info("resumed from %s (step %d)", ckpt, step)
-    if tc.init_from:  # the start model's words count, whether this run is fresh or resumed
-        start, words = start_from(tc.init_from, model, manifest, load=ckpt is None)
-        ledger.charge_aux_model(f"start model {start}", words)
+    carried = list(ledger.exposure)  # passes the data brings along (distillation teachers)
+    if tc.init_from:  # the start model's words and passes count, whether fresh or resumed
+        start, start_ledger = start_from(tc.init_from, model, manifest, load=ckpt is None)
+        name = f"start model {start}"
+        ledger.charge_aux_model(name, start_ledger.charged_words(), start_ledger.known_texts())
+        carried += start_ledger.passed_on(name)
         if main and ckpt is None:
             log.info("initialised from %s", start)
     setup = {"seq_len": T, "device": device, "init_from": tc.init_from, "rank": rank}
@@ -286,6 +290,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         tokens_seen += tokens_per_step
         window_tokens += tokens_per_step
         ledger.charge_tokens(tokens_per_step, words_per_token)
+        ledger.exposure = [*carried, *objective.exposure(step * tc.grad_accum, B)]  # e.g. replay
 
         if step % tc.log_every == 0 or step == total_steps:
             elapsed = time.perf_counter() - t_window
