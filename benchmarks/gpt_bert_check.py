@@ -22,7 +22,7 @@ from thrifty.config import load_config
 from thrifty.data.prepare import prepare
 from thrifty.data.tokens import TokenStore
 from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
-from thrifty.objectives import OBJECTIVES
+from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.runs import load_model
 from thrifty.train.loop import train
 
@@ -42,8 +42,11 @@ def validation_losses(run: Path, data: Path, seq_len: int, n_windows: int = 256)
     # A gpt_bert objective exposes both halves; z-loss off so the numbers are plain CE.
     probe = OBJECTIVES.build({"name": "gpt_bert", "z_loss": 0.0}, model, seed=1)
     chunks = ids.split(32)
-    causal = sum(probe.causal_part(c, None)[0].item() for c in chunks) / len(chunks)
-    mntp = sum(probe.masked_part(c, None, 0.15)[0].item() for c in chunks) / len(chunks)
+    causal = sum(probe.causal_part(c, None)[0].value.item() for c in chunks) / len(chunks)
+    mntp = 0.0
+    for i, c in enumerate(chunks):
+        random = probe.random(Batch(c, micro=-1 - i), "mask")
+        mntp += probe.masked_part(c, None, 0.15, random)[0].value.item() / len(chunks)
     return {"causal_val_loss": causal, "mntp_val_loss_15": mntp}
 
 

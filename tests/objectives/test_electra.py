@@ -5,6 +5,7 @@ from thrifty.config import ModelConfig, TrainConfig
 from thrifty.data.tokenizer import NUM_SPECIAL
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
+from thrifty.objectives.randomness import RowRandom
 from thrifty.objectives.rtd import generator_config
 from thrifty.train.optim import param_groups
 
@@ -28,7 +29,7 @@ def test_labels_are_input_differs_from_corrupted_and_a_correct_sample_is_origina
     vocab = NUM_SPECIAL + 3  # three real tokens: the generator often samples the original
     _, objective = build(vocab, mask_rate=0.5)
     ids = windows(16, 40, vocab)
-    c = objective.corrupt(ids)
+    c = objective.corrupt(Batch(torch.cat([ids, ids[:, :1]], 1)))  # inputs: all but the last
     assert torch.equal(c.labels, c.corrupted != ids)
     assert torch.equal(c.corrupted[~c.chosen], ids[~c.chosen])  # only chosen positions change
     assert (c.corrupted >= NUM_SPECIAL).all()  # never samples a special token
@@ -132,7 +133,8 @@ def test_sampling_follows_the_generator_distribution():
     logits = torch.full((20000, 97), -30.0)
     logits[:, 10], logits[:, 20] = 0.0, torch.log(torch.tensor(3.0))
     logits[:, 2] = 5.0  # a special token: never sampled
-    picked = objective.sample(logits)
+    at = torch.ones(4, 5000, dtype=torch.bool)  # 4 rows of 5000 positions, row-major
+    picked = objective.sample(logits, at, RowRandom(0, "sample", 0, range(4)))
     assert set(picked.tolist()) == {10, 20}
     assert (picked == 20).float().mean().item() == pytest.approx(0.75, abs=0.02)
 

@@ -6,6 +6,7 @@ from thrifty.data.tokenizer import MASK_ID, NUM_SPECIAL
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.randomness import RowRandom
 
 V = 97
 
@@ -42,8 +43,9 @@ def test_every_objective_learns_a_repeated_batch(name):
 def test_masking_rate_specials_and_replacements():
     ids = windows(64, 200)
     ids[:, ::17] = 1  # BOS markers inside windows are special: never masked
-    g = torch.Generator().manual_seed(0)
-    corrupted, chosen = mask_tokens(ids, 0.3, Masking(span=False), V, g)
+    corrupted, chosen = mask_tokens(
+        ids, 0.3, Masking(span=False), V, RowRandom(0, "m", 0, range(64))
+    )
     assert not chosen[ids < NUM_SPECIAL].any()
     assert (
         abs(chosen.float().mean().item() / (ids >= NUM_SPECIAL).float().mean().item() - 0.3) < 0.01
@@ -57,8 +59,7 @@ def test_masking_rate_specials_and_replacements():
 
 def test_span_masking_masks_whole_spans_at_the_rate():
     ids = windows(64, 300)
-    g = torch.Generator().manual_seed(1)
-    _, chosen = mask_tokens(ids, 0.15, Masking(span=True), V, g)
+    _, chosen = mask_tokens(ids, 0.15, Masking(span=True), V, RowRandom(1, "m", 0, range(64)))
     assert abs(chosen.float().mean().item() - 0.15) < 0.01
     runs = []  # lengths of masked runs: spans of 1..3 make runs longer than 1 common
     for row in chosen:
@@ -76,12 +77,9 @@ def test_mlm_loss_counts_masked_positions_only():
     m = model()
     objective = OBJECTIVES.build({"name": "masked_lm"}, m, seed=0)
     ids = windows()
-    g_state = objective.generator.get_state()
     out = objective(Batch(ids))
-    objective.generator.set_state(g_state)
-    corrupted, chosen = mask_tokens(
-        ids[:, :-1], 0.15, objective.cfg.masking, V, objective.generator
-    )
+    random = objective.random(Batch(ids), "mask")  # the same streams: the same masks
+    corrupted, chosen = mask_tokens(ids[:, :-1], 0.15, objective.cfg.masking, V, random)
     logits = m.logits(m(corrupted, causal=False))
     expected = torch.nn.functional.cross_entropy(logits[chosen], ids[:, :-1][chosen])
     assert torch.allclose(out.loss, expected, atol=1e-5)
@@ -91,10 +89,9 @@ def test_gpt_bert_mntp_reads_masked_token_one_position_left():
     m = model()
     objective = OBJECTIVES.build({"name": "gpt_bert", "causal_fraction": 0.0, "z_loss": 0.0}, m)
     ids = windows()
-    state = objective.generator.get_state()
     out = objective(Batch(ids, progress=0.0))
-    objective.generator.set_state(state)
-    corrupted, chosen = mask_tokens(ids, 0.30, objective.cfg.masking, V, objective.generator)
+    random = objective.random(Batch(ids), "mask")
+    corrupted, chosen = mask_tokens(ids, 0.30, objective.cfg.masking, V, random)
     hidden = m(corrupted[:, :-1], causal=False)
     sel = chosen[:, 1:]
     expected = torch.nn.functional.cross_entropy(m.logits(hidden[sel]), ids[:, 1:][sel])
@@ -114,11 +111,11 @@ def test_gpt_bert_per_batch_weights_the_two_losses():
     frac = 0.25
     objective = OBJECTIVES.build({"name": "gpt_bert", "causal_fraction": frac}, m)
     ids = windows(B=8)
-    state = objective.generator.get_state()
     out = objective(Batch(ids))
-    objective.generator.set_state(state)
-    loss_c, _, _ = objective.causal_part(ids[:2], None)
-    loss_m, _, _ = objective.masked_part(ids[2:], None, objective.mask_rate(0.0))
+    masked_rows = torch.arange(8) >= 2  # the first quarter of the rows is causal
+    random = objective.random(Batch(ids), "mask").select(masked_rows)
+    loss_c = objective.causal_part(ids[:2], None)[0].value
+    loss_m = objective.masked_part(ids[2:], None, objective.mask_rate(0.0), random)[0].value
     assert torch.allclose(out.loss, frac * loss_c + (1 - frac) * loss_m, atol=1e-6)
 
 

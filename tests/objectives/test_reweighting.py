@@ -117,7 +117,7 @@ def test_global_batch_normalisation_under_data_parallelism():
     losses = torch.rand(8, generator=torch.Generator().manual_seed(4)) * 3
     whole = Reweighting(CFG)(losses)
     for rank in (0, 1):
-        part = Reweighting(CFG, gather=lambda _: losses, rank=rank, world=2)
+        part = Reweighting(CFG, gather=lambda _: (losses, [4, 4]), rank=rank, world=2)
         assert torch.allclose(
             part(losses[rank * 4 : rank * 4 + 4]), 2 * whole[rank * 4 : rank * 4 + 4]
         )
@@ -145,8 +145,11 @@ def _gather_worker(rank: int, init_file: str, out_dir: str) -> None:
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
     )
     losses = torch.arange(8.0).square()
-    rw = Reweighting(CFG, gather=distributed.all_gather, rank=rank, world=2)
+    rw = Reweighting(CFG, gather=distributed.all_gather_rows, rank=rank, world=2)
     torch.save(rw(losses[rank * 4 : rank * 4 + 4]), f"{out_dir}/w{rank}.pt")
+    # uneven parts (a GPT-BERT rank with more causal rows than another): 3 rows and 5 rows
+    start, stop = (0, 3) if rank == 0 else (3, 8)
+    torch.save(rw(losses[start:stop]), f"{out_dir}/uneven{rank}.pt")
     distributed.shutdown()
 
 
@@ -158,3 +161,5 @@ def test_all_gather_over_two_processes_gives_the_global_weights(tmp_path):
     for rank in (0, 1):
         got = torch.load(tmp_path / f"w{rank}.pt", weights_only=True)
         assert torch.allclose(got, 2 * whole[rank * 4 : rank * 4 + 4], atol=1e-6)
+    uneven = torch.cat([torch.load(tmp_path / f"uneven{r}.pt", weights_only=True) for r in (0, 1)])
+    assert torch.allclose(uneven, 2 * whole, atol=1e-6)

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -131,9 +132,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(nano_cfg, monkeypatch
     def poisoned(self, batch):
         calls["n"] += 1
         out = original(self, batch)
-        if calls["n"] == 8:
-            out.loss = out.loss * float("nan")
-            out.metrics["loss"] = float("nan")
+        if calls["n"] == 8:  # the loop trains on the terms (normalised over the global batch)
+            nan = float("nan")
+            out.terms = {k: replace(t, total=t.total * nan) for k, t in out.terms.items()}
         return out
 
     monkeypatch.setattr(CausalLM, "__call__", poisoned)

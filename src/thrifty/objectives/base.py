@@ -1,8 +1,16 @@
-"""Objective protocol: ``objective(batch) -> Output(loss, metrics, sample_losses)``.
+"""Objective protocol: ``objective(batch) -> Output(loss, metrics, sample_losses, terms)``.
 
 Objectives know the model but nothing of the loop. The loop hands them a ``Batch`` of token
 windows plus where training stands (``progress``) so schedules such as GPT-BERT's mask-rate
 annealing live with the objective that owns them.
+
+Two rules make a data-parallel step equal the one-process step on the same global batch:
+
+- Randomness comes from ``Objective.random(batch, purpose)``: streams keyed by each row's place
+  in the global micro-batch (``thrifty.objectives.randomness``), never by rank.
+- The loss is reported as ``terms``: weighted ratios of a sum over this rank's units (tokens,
+  or row weights) to their count. The loop adds up each term's count over all ranks before
+  dividing, so the loss is a mean over the global batch, not a mean of per-rank means.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from thrifty.models.transformer import Transformer
+from thrifty.objectives.randomness import RowRandom
 from thrifty.registry import Registry
 
 OBJECTIVES = Registry("objective")
@@ -31,18 +40,59 @@ class Batch:
     progress: float = 0.0
     """Fraction of training done, in [0, 1]."""
     micro: int = 0
-    """Global index of this micro-batch since the start of training."""
+    """Global index of this micro-batch since the start of training (negative: validation)."""
+    rows: torch.Tensor | None = None
+    """(B,) position of each row in the global micro-batch, all ranks' rows counted in rank
+    order; None: 0..B-1 (one process)."""
+    global_rows: int | None = None
+    """Rows in the global micro-batch over all ranks; None: B."""
     reweight: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
     """Loss-based sample reweighting: maps the detached per-row losses (and ``weights``) of the
     rows ``token_loss`` sees to their weights (``thrifty.objectives.reweighting``)."""
+
+    def positions(self) -> list[int]:
+        """Each row's position in the global micro-batch."""
+        if self.rows is None:
+            return list(range(self.ids.shape[0]))
+        return [int(r) for r in self.rows]
+
+    @property
+    def total_rows(self) -> int:
+        return self.ids.shape[0] if self.global_rows is None else self.global_rows
+
+
+@dataclass
+class LossTerm:
+    """One part of a loss: ``weight · total / count``, with total and count summed over ranks."""
+
+    total: torch.Tensor
+    """Differentiable sum over this rank's units (token losses, or weight · row loss)."""
+    count: torch.Tensor
+    """This rank's units: supervised tokens, or the sum of the row weights (detached)."""
+    weight: float = 1.0
+
+    @property
+    def value(self) -> torch.Tensor:
+        """The term on this rank alone (0 where it has no units)."""
+        return self.total / self.count if self.count > 0 else self.total * 0.0
+
+
+def combine(terms: dict[str, LossTerm]) -> torch.Tensor:
+    """Σ weight · value of terms on one rank: the loss as one process sees it."""
+    return sum(t.weight * t.value for t in terms.values())
 
 
 @dataclass
 class Output:
     loss: torch.Tensor
+    """The loss on this rank's rows (``combine(terms)`` when there are terms)."""
     metrics: dict[str, float] = field(default_factory=dict)
     sample_losses: torch.Tensor | None = None
     """(B,) detached mean loss per row, in batch order, for loss-aware samplers."""
+    terms: dict[str, LossTerm] | None = None
+    """The loss as terms the loop normalises over the global batch, with the same names in the
+    same order on every rank (a rank without units of a term reports it with count 0); None:
+    ``loss`` is averaged over ranks as it is (exact only when every rank has as many units)."""
 
 
 class Objective:
@@ -62,10 +112,16 @@ class Objective:
     def __init__(self, cfg, model: Transformer, *, seed: int = 0) -> None:
         self.cfg = cfg
         self.model = model
+        self.seed = seed
+        # kept for checkpoints of older versions, which saved its state; draws use ``random``
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, batch: Batch) -> Output:
         raise NotImplementedError
+
+    def random(self, batch: Batch, purpose: str) -> RowRandom:
+        """Per-row random streams for ``batch``, keyed by (seed, purpose, micro-batch, row)."""
+        return RowRandom(self.seed, purpose, batch.micro, batch.positions())
 
     def head_fraction(self) -> float:
         """Average share of positions the LM head is applied to (for FLOP counts)."""
@@ -174,22 +230,22 @@ class _HeadCrossEntropy(torch.autograd.Function):
         )
 
 
-def token_loss(
+def token_term(
     model: Transformer,
     hidden: torch.Tensor,
     targets: torch.Tensor,
     weights: torch.Tensor | None,
     z_loss: float = 0.0,
     reweight: Callable | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+) -> tuple[LossTerm, torch.Tensor, dict[str, float]]:
     """Cross-entropy of ``targets`` (B, T; IGNORE where unsupervised) read from ``hidden``.
 
     The LM head runs only on supervised positions (MLM supervises ~15% of them). Returns the
-    loss (token mean, or Σ_i w_i · row-mean_i when weights are given), the detached per-row
-    mean losses, and accuracy metrics. ``reweight`` (``Batch.reweight``) turns the per-row losses
-    into the weights w_i, with no gradient through them; that needs the losses before the
-    gradient, so it takes the unfused path below (one pass; the fused head wants its token
-    coefficients up front).
+    loss as a term (sum of token losses over supervised tokens, or Σ_i w_i · row-mean_i over
+    Σ_i w_i when weights are given), the detached per-row mean losses, and accuracy metrics.
+    ``reweight`` (``Batch.reweight``) turns the per-row losses into the weights w_i, with no
+    gradient through them; that needs the losses before the gradient, so it takes the unfused
+    path below (one pass; the fused head wants its token coefficients up front).
     """
     supervised = targets != IGNORE  # (B, T)
     h, y = hidden[supervised], targets[supervised]  # (N, C), (N,)
@@ -199,17 +255,14 @@ def token_loss(
     fp32 = h.dtype == head.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
     if h.device.type == "cpu" and fp32 and y.numel() and reweight is None:
         # fp32 on CPU: the fused, chunked head + loss (same values, far less memory traffic).
-        # Token weights: the loss is Σ_t coef_t · loss_t, coef_t = w_row / count_row or 1 / N.
-        coef = (
-            (weights / counts)[rows].to(h.dtype)
-            if weights is not None
-            else h.new_full(y.shape, 1 / y.numel())
-        )
+        # Token weights: the sum is Σ_t coef_t · loss_t, coef_t = w_row / count_row or 1.
+        coef = (weights / counts)[rows].to(h.dtype) if weights is not None else h.new_ones(y.shape)
         fused = _HeadCrossEntropy.apply(h, head, y, coef, z_loss, torch.is_grad_enabled())
-        loss, losses, correct = fused
+        total, losses, correct = fused
         per_row = torch.zeros(targets.shape[0]).index_add(0, rows, losses) / counts
+        count = weights.sum() if weights is not None else torch.tensor(float(y.numel()))
         metrics = {"accuracy": correct.item() / y.numel(), "supervised": float(y.numel())}
-        return loss, per_row, metrics
+        return LossTerm(total, count.detach()), per_row, metrics
     logits = model.logits(h).float()  # (N, V)
     losses = F.cross_entropy(logits, y, reduction="none")  # (N,)
     if z_loss:
@@ -219,7 +272,23 @@ def token_loss(
     )
     if reweight is not None:
         weights = reweight(per_row.detach(), weights)
-    loss = (weights * per_row).sum() if weights is not None else losses.mean()
+    if weights is not None:
+        term = LossTerm((weights * per_row).sum(), weights.sum().detach())
+    else:
+        term = LossTerm(losses.sum(), torch.tensor(float(y.numel()), device=losses.device))
     with torch.no_grad():
         acc = (logits.argmax(-1) == y).float().mean().item() if y.numel() else 0.0
-    return loss, per_row.detach(), {"accuracy": acc, "supervised": float(y.numel())}
+    return term, per_row.detach(), {"accuracy": acc, "supervised": float(y.numel())}
+
+
+def token_loss(
+    model: Transformer,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor | None,
+    z_loss: float = 0.0,
+    reweight: Callable | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """``token_term`` as (loss on these rows, per-row losses, metrics)."""
+    term, per_row, metrics = token_term(model, hidden, targets, weights, z_loss, reweight)
+    return term.value, per_row, metrics

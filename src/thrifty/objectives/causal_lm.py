@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, token_loss
+from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, token_term
 
 
 @OBJECTIVES.register("causal_lm")
@@ -19,7 +19,9 @@ class CausalLM(Objective):
 
     def __call__(self, batch: Batch) -> Output:
         hidden = self.model(batch.ids[:, :-1], causal=True)
-        loss, per_row, metrics = token_loss(
+        term, per_row, metrics = token_term(
             self.model, hidden, batch.ids[:, 1:], batch.weights, self.cfg.z_loss, batch.reweight
         )
-        return Output(loss, {"loss": loss.item(), "accuracy": metrics["accuracy"]}, per_row)
+        loss = term.value
+        out = {"loss": loss.item(), "accuracy": metrics["accuracy"]}
+        return Output(loss, out, per_row, {"lm": term})

@@ -4,7 +4,8 @@ A small generator (masked LM) fills ~15% masked positions with samples; the disc
 run's model, the one that is kept, exported and fine-tuned — labels every token "original" or
 "replaced". Loss = L_MLM(generator) + λ·L_RTD(discriminator), λ = 50. A sample that equals the
 original token counts as original (labels = ``input != corrupted``). Sampling is at temperature
-1 from the generator's logits with the objective's seeded generator, with no gradient through it.
+1 from the generator's logits, with uniforms from per-row streams keyed by the global sample
+(``randomness.py``), with no gradient through it.
 
 The generator, its LM head, the RTD head and GDES's E_Δ live in ``self.owned`` (one module the
 loop optimizes, clips, averages and checkpoints as ``objective.safetensors``).
@@ -39,8 +40,9 @@ import torch.nn.functional as F
 from thrifty.data.tokenizer import NUM_SPECIAL, PAD_ID
 from thrifty.errors import UserError
 from thrifty.models.transformer import Transformer
-from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output
+from thrifty.objectives.base import OBJECTIVES, Batch, LossTerm, Objective, Output, combine
 from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.randomness import RowRandom
 from thrifty.objectives.rtd import (
     Corruption,
     Detection,
@@ -121,16 +123,18 @@ class Electra(Objective):
             self._swapped = False
 
     # ---- the two networks
-    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+    def sample(self, logits: torch.Tensor, at: torch.Tensor, random: RowRandom) -> torch.Tensor:
         """One token per row of (N, V) logits at the configured temperature, never a special.
 
-        Inverse-CDF sampling with one uniform per row from the objective's CPU generator, so
-        runs are reproducible on any device and the random stream does not depend on V.
+        The N rows are the ``at`` (B, T) positions in row-major order. Inverse-CDF sampling with
+        one uniform per position from the batch row's own CPU stream (drawn for every position,
+        used at ``at``), so runs are reproducible on any device and world size and the stream
+        does not depend on V.
         """
         logits = logits.detach().float() / self.cfg.temperature
         logits[:, :NUM_SPECIAL] = float("-inf")
         cdf = torch.softmax(logits, dim=-1).cumsum(-1)  # (N, V)
-        u = torch.rand(logits.shape[0], generator=self.generator).to(logits.device)
+        u = random.rand(at.shape[1])[at.cpu()].to(logits.device)  # (N,)
         picked = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(1)
         return picked.clamp(max=logits.shape[1] - 1)
 
@@ -146,26 +150,34 @@ class Electra(Objective):
         masked: torch.Tensor,
         chosen: torch.Tensor,
         weights: torch.Tensor | None,
+        random: RowRandom,
         base: torch.Tensor | None = None,
     ) -> Corruption:
         """Generator MLM loss of predicting ``ids`` from ``masked`` at ``chosen``, and ``base``
-        (default ``ids``) with samples written there; labels compare with ``ids``."""
+        (default ``ids``) with samples (drawn from ``random``) written there; labels compare
+        with ``ids``."""
         logits = self.generator_logits(masked, chosen)
         losses = torch.zeros(ids.shape, dtype=logits.dtype, device=ids.device)
         losses[chosen] = F.cross_entropy(logits, ids[chosen], reduction="none")
         gen = row_mean(losses, chosen, weights)
         corrupted = (ids if base is None else base).clone()
-        corrupted[chosen] = self.sample(logits)
+        corrupted[chosen] = self.sample(logits, chosen, random)
         with torch.no_grad():
             acc = (logits.argmax(-1) == ids[chosen]).float().mean().item() if chosen.any() else 0
         return Corruption(masked, chosen, corrupted, corrupted != ids, gen, acc)
 
-    def corrupt(self, ids: torch.Tensor, weights: torch.Tensor | None = None) -> Corruption:
-        """Mask with the shared masking module, predict with the generator, sample."""
+    def corrupt(self, batch: Batch) -> Corruption:
+        """Mask the batch's inputs with the shared masking module, predict with the generator,
+        sample."""
+        ids = batch.ids[:, :-1]
         masked, chosen = mask_tokens(
-            ids, self.cfg.mask_rate, self.cfg.masking, self.disc.cfg.vocab_size, self.generator
+            ids,
+            self.cfg.mask_rate,
+            self.cfg.masking,
+            self.disc.cfg.vocab_size,
+            self.random(batch, "mask"),
         )
-        return self.generate(ids, masked, chosen, weights)
+        return self.generate(ids, masked, chosen, batch.weights, self.random(batch, "sample"))
 
     def detect(
         self,
@@ -186,7 +198,7 @@ class Electra(Objective):
         """Unweighted loss terms and metrics of one batch."""
         ids = batch.ids[:, :-1]
         real = ids != PAD_ID
-        c = self.corrupt(ids, batch.weights)
+        c = self.corrupt(batch)
         d = self.detect(c.corrupted, c.labels, real, batch.weights)
         metrics = {
             "gen_loss": c.gen.loss.item(),
@@ -205,9 +217,10 @@ class Electra(Objective):
     def __call__(self, batch: Batch) -> Output:
         terms, metrics = self.terms(batch)
         w = self.term_weights()
-        loss = sum(w[k] * t.loss for k, t in terms.items())
+        weighted = {k: LossTerm(t.total, t.count, w[k]) for k, t in terms.items()}
+        loss = combine(weighted)
         per_row = sum(w[k] * t.per_row for k, t in terms.items())
-        return Output(loss, {"loss": loss.item(), **metrics}, per_row)
+        return Output(loss, {"loss": loss.item(), **metrics}, per_row, weighted)
 
     # ---- accounting
     def head_fraction(self) -> float:

@@ -2,20 +2,31 @@
 
 MNTP shifts MLM by one position: the hidden state at j-1 predicts the masked token at j, so the
 causal and masked objectives share one layout and one tied head. Mixing 1 causal : 15 masked
-(the released code's ratio) either within every micro-batch (``per_batch``: rows split, losses
-weighted 1/16 and 15/16) or across micro-batches (``per_step``: every 16th micro-batch is
-causal). The mask rate anneals linearly from 0.30 to 0.15 over training.
+(the released code's ratio) either within every micro-batch (``per_batch``: the first sixteenth
+of the global micro-batch's rows are causal, the two losses weighted 1/16 and 15/16) or across
+micro-batches (``per_step``: every 16th micro-batch is causal). The mask rate anneals linearly
+from 0.30 to 0.15 over training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
 
-from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_loss
+from thrifty.objectives.base import (
+    IGNORE,
+    OBJECTIVES,
+    Batch,
+    LossTerm,
+    Objective,
+    Output,
+    combine,
+    token_term,
+)
 from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.randomness import RowRandom
 
 
 @OBJECTIVES.register("gpt_bert")
@@ -52,48 +63,78 @@ class GPTBERT(Objective):
 
     def causal_part(self, ids: torch.Tensor, weights: torch.Tensor | None, reweight=None):
         hidden = self.model(ids[:, :-1], causal=True)
-        return token_loss(self.model, hidden, ids[:, 1:], weights, self.cfg.z_loss, reweight)
+        return token_term(self.model, hidden, ids[:, 1:], weights, self.cfg.z_loss, reweight)
 
     def masked_part(
-        self, ids: torch.Tensor, weights: torch.Tensor | None, rate: float, reweight=None
+        self,
+        ids: torch.Tensor,
+        weights: torch.Tensor | None,
+        rate: float,
+        random: RowRandom,
+        reweight=None,
     ):
         corrupted, chosen = mask_tokens(
-            ids, rate, self.cfg.masking, self.model.cfg.vocab_size, self.generator
+            ids, rate, self.cfg.masking, self.model.cfg.vocab_size, random
         )
         targets = ids[:, 1:].masked_fill(~chosen[:, 1:], IGNORE)  # token j read at j-1
         hidden = self.model(corrupted[:, :-1], causal=False)
-        return token_loss(self.model, hidden, targets, weights, self.cfg.z_loss, reweight)
+        return token_term(self.model, hidden, targets, weights, self.cfg.z_loss, reweight)
+
+    def n_causal(self, batch: Batch) -> int:
+        """Causal rows of the global micro-batch under ``per_batch``: the first
+        ``round(causal_fraction · rows)`` (at least one)."""
+        total, frac = batch.total_rows, self.cfg.causal_fraction
+        if frac >= 1 or frac <= 0:
+            return total if frac >= 1 else 0
+        return min(total, max(1, round(total * frac)))
+
+    def causal_rows(self, batch: Batch) -> torch.Tensor:
+        """(B,) bool: the rows trained causally. ``per_step``: the whole micro-batch every
+        ``1 / causal_fraction``-th micro-batch; ``per_batch``: the first ``n_causal`` rows of the
+        *global* micro-batch, so the split is the same on any number of processes."""
+        B, frac = batch.ids.shape[0], self.cfg.causal_fraction
+        if self.cfg.mix == "per_step" and 0 < frac < 1:
+            period = round(1 / frac)
+            return torch.full((B,), batch.micro % period == period - 1)
+        return torch.tensor(batch.positions(), dtype=torch.long) < self.n_causal(batch)
 
     def __call__(self, batch: Batch) -> Output:
         rate = self.mask_rate(batch.progress)
         frac = self.cfg.causal_fraction
-        if self.cfg.mix == "per_step":
-            period = round(1 / frac) if frac > 0 else 0
-            is_causal = frac >= 1 or (period > 0 and batch.micro % period == period - 1)
-            if is_causal:
-                loss, per_row, m = self.causal_part(batch.ids, batch.weights, batch.reweight)
-                return Output(loss, {"loss": loss.item(), "causal_loss": loss.item()}, per_row)
-            loss, per_row, m = self.masked_part(batch.ids, batch.weights, rate, batch.reweight)
-            metrics = {"loss": loss.item(), "mntp_loss": loss.item(), "mask_rate": rate}
-            return Output(loss, {**metrics, "mntp_accuracy": m["accuracy"]}, per_row)
-
-        B = batch.ids.shape[0]
-        n_causal = min(B, max(1, round(B * frac))) if frac > 0 else 0
-        n_causal = B if frac >= 1 else n_causal
+        causal = self.causal_rows(batch)
         w = batch.weights
-        parts, per_rows, metrics = [], [], {"mask_rate": rate}
-        if n_causal:
-            wc = w[:n_causal] / w[:n_causal].sum() if w is not None else None
-            loss_c, rows_c, _ = self.causal_part(batch.ids[:n_causal], wc, batch.reweight)
-            parts.append(frac * loss_c)
-            per_rows.append(rows_c)
-            metrics["causal_loss"] = loss_c.item()
-        if n_causal < B:
-            wm = w[n_causal:] / w[n_causal:].sum() if w is not None else None
-            loss_m, rows_m, m = self.masked_part(batch.ids[n_causal:], wm, rate, batch.reweight)
-            parts.append((1 - frac) * loss_m if n_causal else loss_m)
-            per_rows.append(rows_m)
-            metrics.update(mntp_loss=loss_m.item(), mntp_accuracy=m["accuracy"])
-        loss = sum(parts)
+        terms, per_row, metrics = {}, torch.zeros(len(causal)), {"mask_rate": rate}
+        # Loss-based weights are normalised per part over all ranks' rows, in one gather per
+        # part: a rank without rows of a part that exists globally joins it with none.
+        per_batch = self.cfg.mix == "per_batch"
+        n_causal = self.n_causal(batch)
+        empty = torch.zeros(0, device=batch.ids.device)
+        if causal.any():
+            wc = w[causal] if w is not None else None
+            term, rows, _ = self.causal_part(batch.ids[causal], wc, batch.reweight)
+            terms["causal"] = replace(term, weight=frac)
+            per_row[causal] = rows.cpu()
+            metrics["causal_loss"] = term.value.item()
+        elif batch.reweight is not None and per_batch and n_causal > 0:
+            batch.reweight(empty, None if w is None else w[causal])
+        if not causal.all():
+            wm = w[~causal] if w is not None else None
+            random = self.random(batch, "mask").select(~causal)
+            term, rows, m = self.masked_part(batch.ids[~causal], wm, rate, random, batch.reweight)
+            terms["mntp"] = replace(term, weight=1 - frac)
+            per_row[~causal] = rows.cpu()
+            metrics.update(mntp_loss=term.value.item(), mntp_accuracy=m["accuracy"])
+        elif batch.reweight is not None and per_batch and n_causal < batch.total_rows:
+            batch.reweight(empty, None if w is None else w[~causal])
+        if per_batch:  # every rank reports the parts the global batch has, rows or not
+            zero = torch.zeros((), device=batch.ids.device)
+            if n_causal > 0:
+                terms.setdefault("causal", LossTerm(zero, zero, frac))
+            if n_causal < batch.total_rows:
+                terms.setdefault("mntp", LossTerm(zero, zero, 1 - frac))
+        terms = {k: terms[k] for k in ("causal", "mntp") if k in terms}  # one order on all ranks
+        if len(terms) == 1:  # one part in the whole step: it is the loss
+            terms = {k: replace(t, weight=1.0) for k, t in terms.items()}
+        loss = combine(terms)
         metrics["loss"] = loss.item()
-        return Output(loss, metrics, torch.cat(per_rows))
+        return Output(loss, metrics, per_row.to(batch.ids.device), terms)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_loss
+from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_term
 from thrifty.objectives.masking import Masking, mask_tokens
 
 
@@ -30,13 +30,15 @@ class MaskedLM(Objective):
 
     def __call__(self, batch: Batch) -> Output:
         ids = batch.ids[:, :-1]
+        random = self.random(batch, "mask")
         corrupted, chosen = mask_tokens(
-            ids, self.cfg.mask_rate, self.cfg.masking, self.model.cfg.vocab_size, self.generator
+            ids, self.cfg.mask_rate, self.cfg.masking, self.model.cfg.vocab_size, random
         )
         targets = ids.masked_fill(~chosen, IGNORE)
         hidden = self.model(corrupted, causal=False)
-        loss, per_row, metrics = token_loss(
+        term, per_row, metrics = token_term(
             self.model, hidden, targets, batch.weights, self.cfg.z_loss, batch.reweight
         )
+        loss = term.value
         out = {"loss": loss.item(), "mlm_accuracy": metrics["accuracy"]}
-        return Output(loss, out, per_row)
+        return Output(loss, out, per_row, {"mlm": term})

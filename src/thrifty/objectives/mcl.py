@@ -39,6 +39,7 @@ from thrifty.errors import UserError
 from thrifty.objectives.base import OBJECTIVES, Batch
 from thrifty.objectives.electra import Electra
 from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.randomness import RowRandom
 from thrifty.objectives.rtd import Term
 
 # Select positions with the shared masking module, leaving every token in place.
@@ -46,16 +47,16 @@ _SELECT = Masking(span=False, random_fraction=0.0, keep_fraction=1.0)
 
 
 def swap_tokens(
-    ids: torch.Tensor, rate: float, vocab_size: int, generator: torch.Generator
+    ids: torch.Tensor, rate: float, vocab_size: int, random: RowRandom
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exchange random pairs among ``rate`` of each row's (non-special) tokens.
 
     Returns (corrupted, labels): corrupted is a per-row permutation of ``ids``; labels mark the
     positions whose token changed.
     """
-    _, chosen = mask_tokens(ids, rate, _SELECT, vocab_size, generator)
+    _, chosen = mask_tokens(ids, rate, _SELECT, vocab_size, random)
     B, T = ids.shape
-    keys = torch.rand(B, T, generator=generator).to(ids.device).masked_fill(~chosen, 2.0)
+    keys = random.rand(T).to(ids.device).masked_fill(~chosen, 2.0)
     order = keys.argsort(1)  # each row's chosen positions first, in random order
     P = T // 2
     a, b = order[:, 0 : 2 * P : 2], order[:, 1 : 2 * P : 2]  # (B, P) disjoint positions
@@ -68,7 +69,7 @@ def swap_tokens(
 
 
 def insert_slots(
-    ids: torch.Tensor, rate: float, generator: torch.Generator
+    ids: torch.Tensor, rate: float, random: RowRandom
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Insert ``max(1, round(rate · T))`` <mask> slots per row at random positions (not 0).
 
@@ -77,7 +78,7 @@ def insert_slots(
     """
     B, T = ids.shape
     k = min(max(1, round(rate * T)), T - 1)
-    keys = torch.rand(B, T, generator=generator).to(ids.device)
+    keys = random.rand(T).to(ids.device)
     keys[:, 0] = 2.0  # position 0 (the window's first token, often <s>) stays first
     inserted = torch.zeros(B, T, dtype=torch.bool, device=ids.device)
     inserted.scatter_(1, keys.argsort(1)[:, :k], True)
@@ -155,7 +156,7 @@ class MCL(Electra):
         cfg, w = self.cfg, batch.weights
         ids = batch.ids[:, :-1]
         real = ids != PAD_ID
-        c = self.corrupt(ids, w)  # the generator always trains: replace and insert sample it
+        c = self.corrupt(batch)  # the generator always trains: replace and insert sample it
         terms = {"gen": c.gen}
         metrics = {"gen_loss": c.gen.loss.item(), "gen_acc": c.gen_accuracy}
         positives, tokens = 0.0, 0.0
@@ -168,17 +169,18 @@ class MCL(Electra):
             positives, tokens = positives + d.metrics["positive"], tokens + 1
         if cfg.swap_weight:
             swapped, labels = swap_tokens(
-                ids, cfg.swap_rate, self.disc.cfg.vocab_size, self.generator
+                ids, cfg.swap_rate, self.disc.cfg.vocab_size, self.random(batch, "swap")
             )
             s = self.detect(swapped, labels, real, w)
             terms["swap"] = s.term
             metrics |= {"swap_pos": s.metrics["positive"], "swap_loss": s.term.loss.item()}
             positives, tokens = positives + s.metrics["positive"], tokens + 1
         if cfg.insert_weight:
-            with_slots, inserted = insert_slots(ids, cfg.insert_rate, self.generator)
+            with_slots, inserted = insert_slots(ids, cfg.insert_rate, self.random(batch, "insert"))
             filled = with_slots.clone()
             with torch.no_grad():
-                filled[inserted] = self.sample(self.generator_logits(with_slots, inserted))
+                logits = self.generator_logits(with_slots, inserted)
+                filled[inserted] = self.sample(logits, inserted, self.random(batch, "fill"))
             i = self.detect(filled, inserted, filled != PAD_ID, w)
             terms["insert"] = i.term
             metrics |= {"insert_pos": i.metrics["positive"], "insert_loss": i.term.loss.item()}
@@ -187,7 +189,7 @@ class MCL(Electra):
         if self.correcting:
             fix = notebook(d.logits, c.labels, d.bce, ids, cfg.mask_rate)
             remasked = c.corrupted.masked_fill(fix, MASK_ID)
-            c2 = self.generate(ids, remasked, fix, w, base=c.corrupted)
+            c2 = self.generate(ids, remasked, fix, w, self.random(batch, "fix"), base=c.corrupted)
             d2 = self.detect(c2.corrupted, c2.labels, real, w)
             terms |= {"fix_gen": c2.gen, "fix_rtd": d2.term}
             metrics |= {"fixed": fix.sum().item() / max(real.sum().item(), 1)}

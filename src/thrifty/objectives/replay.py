@@ -117,16 +117,6 @@ class Replay(Objective):
         self.replay_entry: dict = {}  # the replay set's exposure entry, passes filled in later
         self.teacher_exposure: list[dict] = []  # passes of a teacher other than the start model
 
-    # The base objective draws the masks; validation and the reweighting probe swap or rewind
-    # ``objective.generator``, so it must be the base's own.
-    @property
-    def generator(self) -> torch.Generator:
-        return self.base.generator
-
-    @generator.setter
-    def generator(self, value: torch.Generator) -> None:
-        self.base.generator = value
-
     def head_fraction(self) -> float:
         return self.base.head_fraction()
 
@@ -226,13 +216,16 @@ class Replay(Objective):
         return [entry, *self.teacher_exposure]
 
     # ---- training step
-    def replay_rows(self, micro: int, n_rows: int) -> torch.Tensor:
-        """(k, T+1) replay windows for micro-batch ``micro``: a function of (seed, micro) only."""
+    def replay_rows(self, micro: int, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k, T+1) replay windows for micro-batch ``micro`` (a function of (seed, micro) only)
+        and their positions in the global micro-batch, after its ``world · n_rows`` new rows."""
         k = max(1, round(self.cfg.ratio * n_rows))
         rng = np.random.default_rng([self.cfg.seed, 1, micro])
         picks = rng.choice(len(self.replay), min(k * self.world, len(self.replay)), False)
-        mine = picks[self.rank * k : (self.rank + 1) * k] if self.world > 1 else picks
-        return self.replay[torch.from_numpy(mine)]
+        first = self.rank * k if self.world > 1 else 0
+        mine = picks[first : first + k]
+        positions = self.world * n_rows + first + torch.arange(len(mine))
+        return self.replay[torch.from_numpy(mine)], positions
 
     def __call__(self, batch: Batch) -> Output:
         new = self.base(batch)
@@ -240,7 +233,8 @@ class Replay(Objective):
             return new  # validation, or the no-replay baseline
         if self.replay is None:
             raise UserError("the replay objective was not set up (Objective.setup)")
-        rows = self.replay_rows(batch.micro, batch.ids.shape[0]).to(batch.ids.device)
+        rows, positions = self.replay_rows(batch.micro, batch.ids.shape[0])
+        rows = rows.to(batch.ids.device)
         lam = self.cfg.replay_weight
         reuse = isinstance(self.base, CausalLM) and self.causal  # one forward for CE and C
         h = None
@@ -249,7 +243,8 @@ class Replay(Objective):
         if reuse:
             ce_replay, _, _ = token_loss(self.model, h, rows[:, 1:], None, self.base.cfg.z_loss)
         else:
-            ce_replay = self.base(Batch(rows, progress=batch.progress, micro=batch.micro)).loss
+            replayed = Batch(rows, progress=batch.progress, micro=batch.micro, rows=positions)
+            ce_replay = self.base(replayed).loss
         ce = (1 - lam) * new.loss + lam * ce_replay
         metrics = {**new.metrics, "new_loss": new.loss.item(), "replay_loss": ce_replay.item()}
         metrics["replay_epochs"] = (batch.micro + 1) * len(rows) * self.world / len(self.replay)
@@ -281,18 +276,16 @@ class Replay(Objective):
     def extra_validation(self, autocast) -> dict[str, float]:
         if self.old_valid is None:
             return {}
-        saved, self.generator = self.generator, torch.Generator().manual_seed(self.cfg.seed + 1)
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
         total, count = 0.0, 0
-        try:
-            for part in self.old_valid.split(VALID_BATCH):
+        try:  # negative micro-batch indices: the same masks at every evaluation
+            for i, part in enumerate(self.old_valid.split(VALID_BATCH)):
                 with autocast():
-                    out = self.base(Batch(part.to(device), progress=1.0))
+                    out = self.base(Batch(part.to(device), progress=1.0, micro=-1 - i))
                 total += out.metrics["loss"] * len(part)
                 count += len(part)
         finally:
-            self.generator = saved
             self.model.train(was_training)
         return {"val_old_loss": total / count}

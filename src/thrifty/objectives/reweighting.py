@@ -97,14 +97,10 @@ def weight_stats(weights: torch.Tensor, losses: torch.Tensor) -> dict[str, float
 
 
 def probe(objective: Objective, batch: Batch) -> torch.Tensor:
-    """Per-row losses (B,) of ``batch`` without gradient; the objective's random stream is
-    rewound afterwards so that the weighted pass draws the same masks."""
-    state = objective.generator.get_state()
-    try:
-        with torch.no_grad():
-            out = objective(batch)
-    finally:
-        objective.generator.set_state(state)
+    """Per-row losses (B,) of ``batch`` without gradient. The objective's random streams are
+    keyed by the batch's rows, so the weighted pass that follows draws the same masks."""
+    with torch.no_grad():
+        out = objective(batch)
     if out.sample_losses is None:
         raise UserError(
             f"train.reweight needs per-row losses, and the {type(objective).__name__} objective "
@@ -116,8 +112,10 @@ def probe(objective: Objective, batch: Batch) -> torch.Tensor:
 class Reweighting:
     """The loop's handle, set as ``Batch.reweight``: local per-row losses in, local weights out.
 
-    Each call gathers the losses of all ranks, weights the global batch, multiplies in the
-    sampler's weights if there are any, and returns this rank's slice times the world size.
+    Each call gathers the losses of all ranks (``gather`` returns every rank's rows in rank
+    order and how many came from each; ranks may hold different numbers of rows), weights the
+    global batch, multiplies in the sampler's weights if there are any, and returns this rank's
+    slice times the world size.
     The statistics of every call are kept until ``pop_stats``.
     """
 
@@ -125,7 +123,7 @@ class Reweighting:
         self,
         cfg,
         *,
-        gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        gather: Callable[[torch.Tensor], tuple[torch.Tensor, list[int]]] | None = None,
         rank: int = 0,
         world: int = 1,
     ) -> None:
@@ -135,7 +133,7 @@ class Reweighting:
                 f"train.reweight.strategy={cfg.strategy!r} is not one of {', '.join(STRATEGIES)}"
             )
         self.strategy, self.temperature, self.delta = cfg.strategy, cfg.temperature, cfg.delta
-        self.gather = gather or (lambda t: t)
+        self.gather = gather or (lambda t: (t, [len(t)]))
         self.rank, self.world = rank, world
         self._stats: list[dict[str, float]] = []
 
@@ -143,13 +141,15 @@ class Reweighting:
     def __call__(self, losses: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Weights (B,) for this rank's rows; ``weights``: the rows' own (sampler) weights."""
         B = len(losses)
-        every = self.gather(losses.detach().float()).cpu()  # (B · world,)
+        every, sizes = self.gather(losses.detach().float())  # (Σ sizes,)
+        every = every.cpu()
         w = row_weights(every, self.strategy, self.temperature, self.delta)
-        if weights is not None:
-            w = w * self.gather(weights.detach().float()).cpu()
+        if weights is not None:  # every rank has sampler weights, or none has
+            w = w * self.gather(weights.detach().float())[0].cpu()
             w = w / w.sum()
         self._stats.append(weight_stats(w, every))
-        mine = w[self.rank * B : (self.rank + 1) * B] * self.world
+        start = sum(sizes[: self.rank])
+        mine = w[start : start + B] * self.world
         return mine.to(losses.device)
 
     def pop_stats(self) -> dict[str, float]:

@@ -16,6 +16,7 @@ from torch import nn
 from thrifty.config import ModelConfig
 from thrifty.models.heads import DiscriminatorHead, ProjectedLMHead
 from thrifty.models.transformer import Transformer
+from thrifty.objectives.base import LossTerm
 
 
 def generator_config(model: ModelConfig, width: float, depth: float) -> ModelConfig:
@@ -79,10 +80,16 @@ class ElectraParts(nn.Module):
 
 @dataclass
 class Term:
-    """One named loss term: the scalar and its detached per-row means (for samplers)."""
+    """One named loss term: ``total / count`` on this rank (see ``LossTerm``), and its detached
+    per-row means (for samplers)."""
 
-    loss: torch.Tensor
+    total: torch.Tensor
+    count: torch.Tensor
     per_row: torch.Tensor
+
+    @property
+    def loss(self) -> torch.Tensor:
+        return LossTerm(self.total, self.count).value
 
 
 @dataclass
@@ -110,13 +117,13 @@ class Detection:
 
 
 def row_mean(values: torch.Tensor, where: torch.Tensor, weights: torch.Tensor | None) -> Term:
-    """Mean of (B, T) ``values`` over ``where``: token mean, or Σ_i w_i · row-mean_i."""
+    """Mean of (B, T) ``values`` over ``where``: token mean, or Σ_i w_i · row-mean_i / Σ_i w_i."""
     where = where.to(values.dtype)
     counts = where.sum(1)
     per_row = (values * where).sum(1) / counts.clamp(min=1)
     if weights is not None:
-        return Term((weights * per_row).sum(), per_row.detach())
-    return Term((values * where).sum() / counts.sum().clamp(min=1), per_row.detach())
+        return Term((weights * per_row).sum(), weights.sum().detach(), per_row.detach())
+    return Term((values * where).sum(), counts.sum().detach(), per_row.detach())
 
 
 def detection_metrics(logits: torch.Tensor, labels: torch.Tensor, real: torch.Tensor) -> dict:

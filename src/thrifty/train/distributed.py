@@ -41,21 +41,31 @@ def broadcast_parameters(*modules: torch.nn.Module) -> None:
 
 def average_gradients(*modules: torch.nn.Module) -> None:
     """Replace each gradient of ``modules`` (the model, an objective's own networks) by its
-    mean over ranks, in one flat all-reduce."""
+    mean over ranks, in one flat all-reduce.
+
+    A parameter that got no gradient on some rank (an unused expert, a part of the batch this
+    rank had no rows of) counts as zero there; one that got none on any rank keeps ``None``, as
+    it would on one process, so the optimizer skips it the same way at every world size.
+    """
     n = world()[1]
     if n == 1:
         return
-    unique = {id(p): p for module in modules for p in module.parameters()}
-    grads = [p.grad for p in unique.values() if p.grad is not None]
-    if not grads:
+    unique = {id(p): p for module in modules for p in module.parameters() if p.requires_grad}
+    params = list(unique.values())
+    if not params:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    device = params[0].device
+    parts = [p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel()) for p in params]
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=parts[0].dtype)
+    flat = torch.cat([*parts, has_grad.to(device)])
     dist.all_reduce(flat)
     flat /= n
+    seen = flat[-len(params) :].cpu() > 0
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for p, got in zip(params, seen.tolist(), strict=True):
+        if got:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
 
 
 def all_gather(t: torch.Tensor) -> torch.Tensor:
@@ -69,6 +79,30 @@ def all_gather(t: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def all_gather_rows(t: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Every rank's rows of ``t`` (dim 0 may differ between ranks) in rank order, and how many
+    came from each rank."""
+    n = world()[1]
+    if n == 1:
+        return t, [len(t)]
+    sizes = all_gather(torch.tensor([len(t)], device=t.device)).tolist()
+    if max(sizes) == 0:
+        return t, sizes
+    padded = t.new_zeros((max(sizes), *t.shape[1:]))
+    padded[: len(t)] = t
+    parts = all_gather(padded).split(max(sizes))
+    return torch.cat([part[:k] for part, k in zip(parts, sizes, strict=True)]), sizes
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """Elementwise sum of ``t`` over ranks (a new tensor; ``t`` itself on one process)."""
+    if world()[1] == 1:
+        return t
+    out = t.clone()
+    dist.all_reduce(out)
+    return out
+
+
 def mean(value: float) -> float:
     """Average a scalar over ranks (identity on one process)."""
     if world()[1] == 1:
@@ -76,6 +110,17 @@ def mean(value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t)
     return t.item() / world()[1]
+
+
+def mean_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Average each metric over the ranks that report it (a GPT-BERT rank without causal rows
+    has no ``causal_loss``); the keys in first-seen rank order. Identity on one process."""
+    if world()[1] == 1:
+        return dict(metrics)
+    every: list[dict[str, float]] = [{} for _ in range(world()[1])]
+    dist.all_gather_object(every, metrics)  # small dicts of floats between thrifty's own ranks
+    keys = list(dict.fromkeys(k for d in every for k in d))
+    return {k: sum(d[k] for d in every if k in d) / sum(k in d for d in every) for k in keys}
 
 
 def barrier() -> None:

@@ -18,18 +18,18 @@ log = logging.getLogger("thrifty.train")
 
 
 @torch.no_grad()
-def validate(objective: Objective, store: TokenStore, cfg: RunConfig, device, autocast) -> dict:
-    """Mean objective metrics over a fixed slice of the validation split.
+def validate(
+    objective: Objective, store: TokenStore, cfg: RunConfig, device, autocast, world: int = 1
+) -> dict:
+    """Mean objective metrics over a fixed slice of the validation split, in batches of the
+    global batch size (``world`` ranks), so every world size reports the same numbers.
 
-    Runs with its own fixed-seed generator so masking is identical at every evaluation and the
-    training stream of random numbers is not disturbed (that keeps resume exact).
+    Validation batches have negative micro-batch indices, so their masks come from random
+    streams of their own (``Objective.random``): identical at every evaluation, and apart
+    from the training stream (that keeps resume exact).
     """
-    B, T = cfg.train.batch_size, cfg.data.seq_len
+    B, T = cfg.train.batch_size * world, cfg.data.seq_len
     n = min(cfg.train.eval_batches * B, store.num_windows(T))
-    saved, objective.generator = (
-        objective.generator,
-        torch.Generator().manual_seed(cfg.train.seed + 1),
-    )
     objective.model.eval()
     totals: dict[str, float] = {}
     batches = 0
@@ -37,12 +37,11 @@ def validate(objective: Objective, store: TokenStore, cfg: RunConfig, device, au
         for start in range(0, n, B):
             ids = store.windows(range(start, min(start + B, n)), T).to(device)
             with autocast():
-                out = objective(Batch(ids, progress=1.0))
+                out = objective(Batch(ids, progress=1.0, micro=-1 - batches))
             for key, value in out.metrics.items():
                 totals[key] = totals.get(key, 0.0) + value
             batches += 1
     finally:
-        objective.generator = saved
         objective.model.train()
     return {f"val_{k}": v / max(batches, 1) for k, v in totals.items()}
 

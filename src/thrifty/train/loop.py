@@ -40,6 +40,7 @@ from thrifty.train.checkpoint import (
     save_checkpoint,
 )
 from thrifty.train.evaluate import score_blimp, validate
+from thrifty.train.global_loss import global_loss
 from thrifty.train.metrics import MetricsLog, format_duration, peak_flops
 from thrifty.train.optim import build_optimizer, lr_at
 from thrifty.train.schedule import plan_steps, word_marks
@@ -177,6 +178,13 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         objective.generator.set_state(rng["objective"])
         restore_rng(rng)
         step, tokens_seen = state["step"], state["tokens_seen"]
+        if state.get("rows_per_step", rows_per_step) != rows_per_step:
+            raise UserError(
+                f"{ckpt} was trained with {state['rows_per_step']} rows per step "
+                f"(train.batch_size x train.grad_accum x processes); this run has "
+                f"{tc.batch_size} x {tc.grad_accum} x {world} = {rows_per_step}. Keep the "
+                "global batch when resuming on another number of processes"
+            )
         ledger.words_seen = state["ledger"]["words_seen"]
         if main:
             log.info("resumed from %s (step %d)", ckpt, step)
@@ -192,7 +200,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     for name, words in objective.setup(**setup, world=world).items():  # e.g. a replay set
         ledger.charge_aux_model(name, words)
     reweight = (  # loss-based sample weights from each batch's own losses (Sow et al. 2025)
-        Reweighting(tc.reweight, gather=distributed.all_gather, rank=rank, world=world)
+        Reweighting(tc.reweight, gather=distributed.all_gather_rows, rank=rank, world=world)
         if tc.reweight.strategy != "none"
         else None
     )
@@ -216,6 +224,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             return
         state = {
             "tokens_seen": tokens_seen,
+            "rows_per_step": rows_per_step,
             "sampler": sampler.state_dict(),
             "ledger": ledger.to_dict(),
             "word_mark": word_mark,
@@ -260,7 +269,12 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
             ids = train_store.windows(indices, T).to(device, non_blocking=True)
             batch = Batch(
-                ids, weights, progress=step / total_steps, micro=step * tc.grad_accum + micro
+                ids,
+                weights,
+                progress=step / total_steps,
+                micro=step * tc.grad_accum + micro,
+                rows=torch.arange(rank * B, (rank + 1) * B),  # places in the global micro-batch
+                global_rows=B * world,
             )
             if reweight is not None and objective.reweightable:
                 batch.reweight = reweight  # token_loss weights rows by their own losses
@@ -270,12 +284,13 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             with autocast():
                 out = objective(batch)
             rw_metrics = reweight.pop_stats() if reweight is not None else {}
-            (out.loss / tc.grad_accum).backward()
+            loss, loss_value = global_loss(out, world)  # normalised over the global batch
+            (loss / tc.grad_accum).backward()
             if out.sample_losses is not None:  # every rank observes the whole global batch
                 sampler.observe(all_indices, distributed.all_gather(out.sample_losses))
-            for key, value in (out.metrics | rw_metrics).items():
+            for key, value in (out.metrics | rw_metrics | {"loss": loss_value}).items():
                 sums[key] = sums.get(key, 0.0) + value / tc.grad_accum
-        if not math.isfinite(sums["loss"]):
+        if not math.isfinite(sums["loss"]):  # the global value: every rank stops here together
             good = latest_checkpoint(run_dir)
             raise TrainingDiverged(
                 f"loss became {sums['loss']} at step {step + 1}; stopped. Last good checkpoint: "
@@ -295,7 +310,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         if step % tc.log_every == 0 or step == total_steps:
             elapsed = time.perf_counter() - t_window
             tok_s = window_tokens / max(elapsed, 1e-9)
-            last = {k: distributed.mean(v) for k, v in sums.items()}
+            last = distributed.mean_metrics(sums)
             row = {
                 "step": step,
                 **last,
@@ -335,7 +350,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         # Time spent evaluating and checkpointing is kept out of the tokens/s window.
         t_pause = time.perf_counter()
         if (tc.eval_every and step % tc.eval_every == 0) or step == total_steps:
-            val = validate(objective, valid_store, cfg, device, autocast)
+            val = validate(objective, valid_store, cfg, device, autocast, world)
             val.update(objective.extra_validation(autocast))  # e.g. an old domain's loss
             if main:
                 metrics.write({"step": step, "words": ledger.words_seen, **val})
