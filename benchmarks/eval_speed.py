@@ -1,4 +1,4 @@
-"""BLiMP scoring speed: thrifty's batched scorer against a per-sentence loop over the exported
+"""BLiMP scoring speed: thrifty's batched scorer against what a user would run on the exported
 ``transformers`` model, in one invocation, with a check that every pair gets the same decision.
 
 Run from the repository root::
@@ -12,22 +12,25 @@ Contenders, scoring the same distinct sentences of the same BLiMP pairs:
 * thrifty: ``thrifty.eval.scoring.score_sentences`` on the run's model (``load_model``):
   length-sorted, packed under ``--max-batch-tokens``, LM head only on scored positions; for
   ``mlm`` the masked copies of many sentences share each forward pass.
-* reference: the run exported with ``thrifty.export.hf.export_hf`` and loaded as
-  ``transformers.LlamaForCausalLM`` + ``AutoTokenizer`` from that local folder, then the loop
-  anyone would write: for each sentence, tokenize (the exported tokenizer prepends ``<s>``),
-  one forward, ``log_softmax`` over the full logits, gather, sum. For ``mlm`` the loop builds
-  that sentence's n masked copies (token t replaced by ``<mask>``), runs them as one batch with a
-  4-D all-True attention mask, which makes ``LlamaForCausalLM`` attend bidirectionally (a 4-D
-  mask is used as given), and reads position t of copy t. This is the same bidirectional
-  network thrifty's ``mlm`` backend runs: the Llama layout with the attention mask lifted.
+* reference, the run exported with ``thrifty.export.hf.export_hf``:
+  - ``causal``: minicons' ``IncrementalLMScorer`` loaded from that local folder (the tool BabyLM
+    participants score with), ``sequence_score`` on batches of ``--ref-batch`` sentences (64)
+    with a sum reduction and its default ``bos_token=False`` (the exported tokenizer prepends
+    ``<s>`` itself; see the README's scoring conventions).
+  - ``mlm``: a padded, batched loop over ``transformers.LlamaForCausalLM``: every sentence's n
+    masked copies (token t replaced by ``<mask>``), ``--ref-batch`` copies per forward, right
+    padded, with a 4-D attention mask that lets each copy attend to its own real tokens in both
+    directions (``LlamaForCausalLM`` uses a 4-D mask as given); log-softmax at the masked
+    position, gather, sum per sentence. The same bidirectional network thrifty's ``mlm``
+    backend runs: the Llama layout with the attention mask lifted.
 
 Both run under ``torch.inference_mode`` on ``--threads`` threads in fp32 on the CPU. They take
 turns paradigm by paradigm (which one goes first alternates), so bursts of load from other
-processes on a shared machine hit both alike; each one's time is the sum over paradigms (thrifty
-pays its per-call set-up once per paradigm, i.e. 67 times on full BLiMP, and shares prefixes only
-within a paradigm). Decisions (good > bad, ties wrong) must agree pair by pair, and the largest
-score difference is reported. The ``mlm`` backend on a model trained for next-token or
-masked-next-token prediction is only a speed workload; its accuracy means little.
+processes on a shared machine hit both alike; each one's time is the sum over paradigms (both
+pay their per-call set-up once per paradigm, i.e. 67 times on full BLiMP, and thrifty shares
+prefixes only within a paradigm). Decisions (good > bad, ties wrong) must agree pair by pair,
+and the largest score difference is reported. The ``mlm`` backend on a model trained for
+next-token or masked-next-token prediction is only a speed workload; its accuracy means little.
 """
 
 from __future__ import annotations
@@ -51,32 +54,52 @@ from thrifty.runs import load_model
 
 
 @torch.inference_mode()
-def reference_scores(model, tokenizer, sentences: list[str], backend: str) -> np.ndarray:
-    """One sentence at a time through the exported HF model (see the module docstring)."""
+def minicons_scores(scorer, sentences: list[str], batch: int) -> np.ndarray:
+    """Summed log-probs from minicons' ``IncrementalLMScorer``, ``batch`` sentences per call."""
+    out: list[float] = []
+    for start in range(0, len(sentences), batch):
+        part = sentences[start : start + batch]
+        out += scorer.sequence_score(part, reduction=lambda x: x.sum(0).item())
+    return np.array(out)
+
+
+@torch.inference_mode()
+def batched_pll_scores(model, tokenizer, sentences: list[str], batch: int) -> np.ndarray:
+    """Pseudo-log-likelihoods from padded batches of masked copies (see the module docstring)."""
+    encoded = [tokenizer(s)["input_ids"] for s in sentences]  # <s> + tokens
+    copies = [(i, t) for i, ids in enumerate(encoded) for t in range(1, len(ids))]
     out = np.zeros(len(sentences))
-    for i, sentence in enumerate(sentences):
-        ids = torch.tensor(tokenizer(sentence)["input_ids"])  # <s> + tokens
-        n = len(ids) - 1
-        if n == 0:
-            continue
-        if backend == "causal":
-            logp = model(ids[None]).logits[0, :-1].log_softmax(-1)  # (n, V)
-        else:
-            copies = ids.repeat(n, 1)  # (n, n+1); copy t masks token t+1
-            rows, pos = torch.arange(n), torch.arange(1, n + 1)
-            copies[rows, pos] = MASK_ID
-            bidirectional = torch.ones(n, 1, n + 1, n + 1, dtype=torch.bool)
-            logits = model(copies, attention_mask=bidirectional).logits  # (n, n+1, V)
-            logp = logits[rows, pos].log_softmax(-1)
-        out[i] = logp.gather(1, ids[1:, None]).sum().item()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(copies), batch):
+        part = copies[start : start + batch]
+        width = max(len(encoded[i]) for i, _ in part)
+        ids = torch.full((len(part), width), pad, dtype=torch.long)
+        real = torch.zeros(len(part), width, dtype=torch.bool)
+        for row, (i, _) in enumerate(part):
+            ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+            real[row, : len(encoded[i])] = True
+        rows = torch.arange(len(part))
+        pos = torch.tensor([t for _, t in part])
+        targets = ids[rows, pos].clone()
+        ids[rows, pos] = MASK_ID
+        mask = real[:, None, None, :].expand(-1, 1, width, -1)  # every query sees real keys
+        logits = model(ids, attention_mask=mask).logits[rows, pos]  # (n, V)
+        logp = logits.log_softmax(-1).gather(1, targets[:, None])[:, 0]
+        np.add.at(out, [i for i, _ in part], logp.double().numpy())
     return out
+
+
+def reference_scores(refs: dict, sentences: list[str], backend: str, batch: int) -> np.ndarray:
+    if backend == "causal":
+        return minicons_scores(refs["minicons"], sentences, batch)
+    return batched_pll_scores(refs["model"], refs["tokenizer"], sentences, batch)
 
 
 def decisions(pairs, index: dict[str, int], scores: np.ndarray) -> np.ndarray:
     return np.array([scores[index[p.good]] > scores[index[p.bad]] for p in pairs])
 
 
-def run_backend(backend, cap, loaded, hf_model, hf_tok, pairs, log_every) -> dict:
+def run_backend(backend, cap, loaded, refs, ref_batch, pairs, log_every) -> dict:
     """Both contenders, one paradigm at a time, alternating which goes first, so that load
     from other processes hits both alike; times are summed over paradigms."""
     by_paradigm: dict[str, list] = {}
@@ -97,7 +120,7 @@ def run_backend(backend, cap, loaded, hf_model, hf_tok, pairs, log_every) -> dic
             ours[idx] = score_sentences(loaded.model, tok, group, backend, max_batch_tokens=cap)
 
         def reference(group=group, idx=idx):
-            ref[idx] = reference_scores(hf_model, hf_tok, group, backend)
+            ref[idx] = reference_scores(refs, group, backend, ref_batch)
 
         contenders = [("ours", thrifty), ("ref", reference)]
         for name, fn in contenders if i % 2 == 0 else contenders[::-1]:
@@ -109,7 +132,7 @@ def run_backend(backend, cap, loaded, hf_model, hf_tok, pairs, log_every) -> dic
         )
         if log_every and (i + 1) % log_every == 0:
             print(f"  {backend}: {i + 1}/{len(by_paradigm)} paradigms, {len(done)} sentences, "
-                  f"thrifty {seconds['ours']:.0f}s, HF loop {seconds['ref']:.0f}s, "
+                  f"thrifty {seconds['ours']:.0f}s, reference {seconds['ref']:.0f}s, "
                   f"{mismatches} decisions differ", flush=True)  # fmt: skip
     mine, theirs = decisions(pairs, index, ours), decisions(pairs, index, ref)
     return {
@@ -124,16 +147,21 @@ def run_backend(backend, cap, loaded, hf_model, hf_tok, pairs, log_every) -> dic
     }
 
 
+REFERENCES = {"causal": "minicons IncrementalLMScorer", "mlm": "batched padded HF loop"}
+
+
 def table(rows: list[dict]) -> str:
     lines = [
-        "| backend | sentences | thrifty s | thrifty sent/s | HF loop s | HF loop sent/s | speedup "
+        "| backend | reference | sentences | thrifty s | thrifty sent/s | reference s "
+        "| reference sent/s | speedup "
         "| decisions differing | max abs score diff | pair accuracy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         n = r["sentences"]
         lines.append(
-            f"| {r['backend']} | {n} | {r['ours_s']:.1f} | {n / r['ours_s']:.0f} | "
+            f"| {r['backend']} | {REFERENCES[r['backend']]} | {n} | {r['ours_s']:.1f} "
+            f"| {n / r['ours_s']:.0f} | "
             f"{r['ref_s']:.1f} | {n / r['ref_s']:.0f} | {r['speedup']:.1f}x | "
             f"{r['mismatches']} | {r['max_abs_diff']:.1e} | {100 * r['accuracy']:.1f}% |"
         )
@@ -148,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default="causal,mlm", help="comma-separated: causal, mlm")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-batch-tokens", type=int, default=CPU_BATCH_TOKENS)
+    p.add_argument(
+        "--ref-batch", type=int, default=64, help="sentences (causal) or copies (mlm) per call"
+    )
     p.add_argument("--out", help="also write the markdown table here")
     p.add_argument("--log", type=int, default=10, help="progress line every N paradigms")
     args = p.parse_args(argv)
@@ -162,11 +193,23 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = export_hf(args.run, Path(tmp) / "hf")
-        hf_model = LlamaForCausalLM.from_pretrained(folder).eval()
-        hf_tok = AutoTokenizer.from_pretrained(folder)
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the exported folder only, never the Hub
+        from minicons.scorer import IncrementalLMScorer
+
+        reference = {
+            "model": LlamaForCausalLM.from_pretrained(folder).eval(),
+            "tokenizer": AutoTokenizer.from_pretrained(folder),
+            "minicons": IncrementalLMScorer(str(folder), device="cpu"),
+        }
         for backend in args.backends.split(","):
             row = run_backend(
-                backend.strip(), args.max_batch_tokens, loaded, hf_model, hf_tok, pairs, args.log
+                backend.strip(),
+                args.max_batch_tokens,
+                loaded,
+                reference,
+                args.ref_batch,
+                pairs,
+                args.log,
             )
             rows.append(row)
             print(table([row]), flush=True)

@@ -16,8 +16,12 @@ Contenders, built in the same process with the same dimensions, init seed, batch
   size=...))``, the ``causal_lm`` objective on a ``Batch`` of (B, T+1) ids, backward,
   clip_grad_norm_(1.0), ``build_optimizer`` as the loop builds it on CPU, zero_grad.
 * thrifty + torch.compile (``--compile``): the same, with the model wrapped in ``torch.compile``
-  as ``train.compile: true`` does. Compilation happens before timing; if it fails, the row says
-  why and the rest still runs.
+  as ``train.compile: true`` does, and the reference compiled the same way: HF Llama +
+  torch.compile (the model wrapped in ``torch.compile``, the loop unchanged). Compilation
+  happens before timing; if it fails, the row says why and the rest still runs.
+
+Like with like: each thrifty row is compared with the HF row of the same mode (eager with
+eager, compiled with compiled); a speed-up against the other mode is not reported.
 
 Reference config (the defaults): size ``mini`` = 4 layers, width 256, 4 heads, d_ff 704; vocab
 8192; batch 32 x 128 tokens; fp32; 2 threads. Data: random ids from a fixed seed, or random
@@ -71,9 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--steps", type=int, default=15, help="measured steps per round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    p.add_argument(
-        "--compile", action="store_true", help="also measure thrifty under torch.compile"
-    )
+    p.add_argument("--compile", action="store_true", help="also measure both under torch.compile")
     p.add_argument("--no-hf", action="store_true", help="skip the HF reference")
     p.add_argument("--no-eager", action="store_true", help="skip eager thrifty")
     p.add_argument("--data", type=Path, default=None, help="prepared dataset folder (real tokens)")
@@ -138,6 +140,7 @@ class Contender:
     rounds: list[list[float]] = field(default_factory=list)
     """Seconds of each measured step, per round."""
     last_loss: float = float("nan")
+    compiled: bool = False
 
     def tokens_per_s(self, tokens: int) -> list[float]:
         """Per round: tokens / median step time (robust to a stray slow step)."""
@@ -168,11 +171,13 @@ def thrifty_contender(args, vocab: int, compile: bool) -> Contender:
         return out.metrics["loss"]
 
     name = "thrifty + torch.compile" if compile else "thrifty (eager)"
-    return Contender(name, step, model.flops_per_token(args.seq_len), model.num_params())
+    flops = model.flops_per_token(args.seq_len)
+    return Contender(name, step, flops, model.num_params(), compiled=compile)
 
 
-def hf_contender(args, vocab: int) -> Contender:
-    """A plain PyTorch loop over ``LlamaForCausalLM`` with thrifty's dimensions."""
+def hf_contender(args, vocab: int, compile: bool = False) -> Contender:
+    """A plain PyTorch loop over ``LlamaForCausalLM`` with thrifty's dimensions; ``compile``
+    wraps the model in ``torch.compile``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(args.seed)
@@ -212,8 +217,10 @@ def hf_contender(args, vocab: int) -> Contender:
         + 12.0 * m.n_layers * args.seq_len * m.d_model
     )
 
+    forward_model = torch.compile(model) if compile else model
+
     def step(ids: torch.Tensor) -> float:
-        logits = model(input_ids=ids[:, :-1]).logits
+        logits = forward_model(input_ids=ids[:, :-1]).logits
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -221,9 +228,9 @@ def hf_contender(args, vocab: int) -> Contender:
         optimizer.zero_grad(set_to_none=True)
         return loss.item()
 
-    return Contender(
-        "HF Llama (plain loop)", step, flops, sum(p.numel() for p in model.parameters())
-    )
+    name = "HF Llama + torch.compile" if compile else "HF Llama (plain loop)"
+    params = sum(p.numel() for p in model.parameters())
+    return Contender(name, step, flops, params, compiled=compile)
 
 
 def run_round(contenders: list[Contender], batches: list[torch.Tensor], args) -> None:
@@ -247,8 +254,7 @@ def run_round(contenders: list[Contender], batches: list[torch.Tensor], args) ->
 
 def report(args, contenders: list[Contender], peaks: list[float], skipped: dict, data: str) -> str:
     peak, tokens = max(peaks), args.batch * args.seq_len
-    hf = next((c for c in contenders if c.name.startswith("HF")), None)
-    hf_rounds = hf.tokens_per_s(tokens) if hf else []
+    references = {c.compiled: c for c in contenders if c.name.startswith("HF")}
     lines = [
         f"torch {torch.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), "
         f"{torch.get_num_threads()} threads, fp32; batch {args.batch} x {args.seq_len} tokens; "
@@ -267,7 +273,7 @@ def report(args, contenders: list[Contender], peaks: list[float], skipped: dict,
         "against that round's own peak (the machine's speed drifts when its host is busy).",
         "",
         "| contender | params | MFLOPs/token | tokens/s | min-max | wall tokens/s | MFU "
-        "| vs HF (per round) |",
+        "| vs HF in the same mode (per round) |",
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for c in contenders:
@@ -275,7 +281,9 @@ def report(args, contenders: list[Contender], peaks: list[float], skipped: dict,
         med = statistics.median(rounds)
         round_mfu = statistics.median(c.flops_per_token * t / p for t, p in zip(rounds, peaks))
         ratio = "-"
-        if hf is not None:
+        hf = references.get(c.compiled)
+        if hf is not None and hf is not c:
+            hf_rounds = hf.tokens_per_s(tokens)
             per_round = ", ".join(f"{a / b:.2f}" for a, b in zip(rounds, hf_rounds))
             ratio = f"**{med / statistics.median(hf_rounds):.2f}x** ({per_round})"
         lines.append(
@@ -297,10 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     tokens = args.batch * args.seq_len
 
     builders: list[tuple[str, Callable[[], Contender]]] = []
-    if not args.no_hf:
+    if not args.no_hf and not args.no_eager:
         builders.append(("HF Llama (plain loop)", lambda: hf_contender(args, vocab)))
     if not args.no_eager:
         builders.append(("thrifty (eager)", lambda: thrifty_contender(args, vocab, compile=False)))
+    if args.compile and not args.no_hf:
+        builders.append(
+            ("HF Llama + torch.compile", lambda: hf_contender(args, vocab, compile=True))
+        )
     if args.compile:
         builders.append(
             ("thrifty + torch.compile", lambda: thrifty_contender(args, vocab, compile=True))
