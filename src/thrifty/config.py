@@ -138,7 +138,8 @@ class TrainConfig:
     keep_last: int = bounded(3, ge=0)
     """Step checkpoints to keep; word-mark checkpoints are always kept."""
     babylm_marks: bool = False
-    """Also checkpoint at BabyLM's word marks (every 1M words to 10M, every 10M to 100M)."""
+    """Also checkpoint at BabyLM's word marks (every 1M words to 10M, every 10M to 100M, every
+    100M to 1B)."""
     seed: int = bounded(0, ge=0)
     """Seed for init, data order and masking."""
     threads: int | None = bounded(None, ge=1)
