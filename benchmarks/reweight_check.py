@@ -114,7 +114,7 @@ def overhead(steps: int, threads: int) -> None:
 
     contenders = {
         "plain mean (fused head)": lambda: Batch(ids),
-        "linupper, one pass (token_loss)": lambda: Batch(ids, reweight=rw),
+        "linupper, one pass (token_term)": lambda: Batch(ids, reweight=rw),
         "linupper, probe + weighted pass": lambda: Batch(
             ids, rw.probe_weights(objective, Batch(ids))
         ),

@@ -86,7 +86,7 @@ def test_gradient_is_the_weighted_sum_of_per_sample_gradients():
 
 @pytest.mark.parametrize("name", ["causal_lm", "masked_lm", "gpt_bert"])
 def test_one_pass_and_probe_paths_agree(name):
-    """token_loss's one-pass weighting equals the generic probe-then-weight path."""
+    """token_term's one-pass weighting equals the generic probe-then-weight path."""
     grads = []
     for one_pass in (True, False):
         m = model()

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from thrifty.config import ModelConfig
 from thrifty.models.transformer import Transformer
-from thrifty.objectives.base import IGNORE, token_loss
+from thrifty.objectives.base import IGNORE, token_term
 
 
 def reference(model, hidden, targets, weights, z_loss):
@@ -36,7 +36,8 @@ def test_fused_head_matches_cross_entropy(z_loss, weighted, partial, monkeypatch
         targets[:, 0] = 5  # every row supervises at least one position
     weights = torch.tensor([0.1, 0.2, 0.3, 0.4]) if weighted else None
 
-    loss, per_row, _ = token_loss(model, hidden, targets, weights, z_loss)
+    term, per_row, _ = token_term(model, hidden, targets, weights, z_loss)
+    loss = term.value
     (3.0 * loss).backward()
     got = (hidden.grad.clone(), model.embed.weight.grad.clone())
     hidden.grad, model.embed.weight.grad = None, None

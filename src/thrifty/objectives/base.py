@@ -48,7 +48,7 @@ class Batch:
     """Rows in the global micro-batch over all ranks; None: B."""
     reweight: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
     """Loss-based sample reweighting: maps the detached per-row losses (and ``weights``) of the
-    rows ``token_loss`` sees to their weights (``thrifty.objectives.reweighting``)."""
+    rows ``token_term`` sees to their weights (``thrifty.objectives.reweighting``)."""
 
     def positions(self) -> list[int]:
         """Each row's position in the global micro-batch."""
@@ -102,7 +102,7 @@ class Objective:
     """Scoring backend that suits models trained with this objective."""
 
     reweightable = False
-    """Passes ``Batch.reweight`` on to ``token_loss`` (one pass); otherwise the loop reweights
+    """Passes ``Batch.reweight`` on to ``token_term`` (one pass); otherwise the loop reweights
     with an extra forward pass without gradient (``reweighting.probe``)."""
 
     owned: nn.Module | None = None
@@ -279,16 +279,3 @@ def token_term(
     with torch.no_grad():
         acc = (logits.argmax(-1) == y).float().mean().item() if y.numel() else 0.0
     return term, per_row.detach(), {"accuracy": acc, "supervised": float(y.numel())}
-
-
-def token_loss(
-    model: Transformer,
-    hidden: torch.Tensor,
-    targets: torch.Tensor,
-    weights: torch.Tensor | None,
-    z_loss: float = 0.0,
-    reweight: Callable | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """``token_term`` as (loss on these rows, per-row losses, metrics)."""
-    term, per_row, metrics = token_term(model, hidden, targets, weights, z_loss, reweight)
-    return term.value, per_row, metrics

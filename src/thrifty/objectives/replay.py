@@ -47,7 +47,7 @@ from thrifty.objectives.anchoring import (
     kl_imitation,
     margin_loss,
 )
-from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, token_loss
+from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, token_term
 from thrifty.objectives.causal_lm import CausalLM
 
 log = logging.getLogger("thrifty.train")
@@ -241,7 +241,7 @@ class Replay(Objective):
         if self.cfg.constraint != "none" or reuse:
             h = self.model(rows[:, :-1], causal=self.causal)  # (k, T, C)
         if reuse:
-            ce_replay, _, _ = token_loss(self.model, h, rows[:, 1:], None, self.base.cfg.z_loss)
+            ce_replay = token_term(self.model, h, rows[:, 1:], None, self.base.cfg.z_loss)[0].value
         else:
             replayed = Batch(rows, progress=batch.progress, micro=batch.micro, rows=positions)
             ce_replay = self.base(replayed).loss

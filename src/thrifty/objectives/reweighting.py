@@ -12,9 +12,9 @@ is then Σ_i w_i ℓ_i with w held constant (no gradient through the weights):
 Why this is a loss weighting and not a sampler: the weights of a batch depend on that same
 batch's losses, so they must be known before its backward pass, while a sampler only hears about
 losses afterwards (``observe``). The loop sets ``Batch.reweight`` to a ``Reweighting``;
-objectives that compute their loss with ``token_loss`` (``causal_lm``, ``masked_lm``,
+objectives that compute their loss with ``token_term`` (``causal_lm``, ``masked_lm``,
 ``gpt_bert``, and ``replay`` around them; ``Objective.reweightable``) pass it on, and
-``token_loss`` weights the rows from their own losses in the same pass. It uses the unfused
+``token_term`` weights the rows from their own losses in the same pass. It uses the unfused
 head for that (the fused CPU head needs its coefficients up front). Any other objective that
 reports ``Output.sample_losses`` is reweighted through ``probe``: one extra forward pass without
 gradient, then the objective's random stream is rewound so the weighted pass sees the same
@@ -160,6 +160,6 @@ class Reweighting:
         return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
 
     def probe_weights(self, objective: Objective, batch: Batch) -> torch.Tensor:
-        """Weights for an objective that does not pass ``Batch.reweight`` to ``token_loss``:
+        """Weights for an objective that does not pass ``Batch.reweight`` to ``token_term``:
         its per-row losses from a forward pass without gradient (``probe``)."""
         return self(probe(objective, batch), batch.weights)

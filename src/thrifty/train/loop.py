@@ -277,7 +277,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 global_rows=B * world,
             )
             if reweight is not None and objective.reweightable:
-                batch.reweight = reweight  # token_loss weights rows by their own losses
+                batch.reweight = reweight  # token_term weights rows by their own losses
             elif reweight is not None:  # other objectives: a forward pass without gradient first
                 with autocast():
                     batch.weights = reweight.probe_weights(objective, batch)
