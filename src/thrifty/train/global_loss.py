@@ -26,8 +26,13 @@ def global_loss(out: Output, world: int) -> tuple[torch.Tensor, float]:
     if out.terms is None:  # a plain loss: averaged over ranks as it is
         return out.loss, distributed.mean(out.loss.item())
     terms = list(out.terms.values())  # the same names on every rank (``Output.terms``)
-    counts = distributed.all_sum(torch.stack([t.count.detach().double().cpu() for t in terms]))
-    parts = [t.weight * t.total / c for t, c in zip(terms, counts.tolist(), strict=True) if c > 0]
+    # one collective: every term's count and (detached) total, summed over ranks
+    local = [[t.count.detach().double().cpu(), t.total.detach().double().cpu()] for t in terms]
+    summed = distributed.all_sum(torch.stack([torch.stack(pair) for pair in local])).tolist()
+    parts, value = [], 0.0
+    for term, (count, total) in zip(terms, summed, strict=True):
+        if count > 0:
+            parts.append(term.weight * term.total / count)
+            value += term.weight * total / count
     share = sum(parts) if parts else out.loss * 0.0  # nothing supervised anywhere: no gradient
-    value = distributed.all_sum(share.detach().double().cpu().reshape(1)).item()
     return share * world, value
