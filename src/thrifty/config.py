@@ -30,6 +30,9 @@ MODEL_SIZES: dict[str, tuple[int, int, int]] = {
     "base": (768, 12, 12),
 }
 
+# Block projections that `model.projections` can give their own linear parameterization.
+PROJECTION_ROLES = ("qkv", "out", "gate_up", "down")
+
 
 @dataclass(kw_only=True)
 class ModelConfig:
@@ -55,6 +58,15 @@ class ModelConfig:
     """Std of the normal init; output projections are scaled by 1/sqrt(2·n_layers)."""
     linear: dict = field(default_factory=lambda: {"name": "dense"})
     """Parameterization of every block linear layer (a LINEARS member)."""
+    projections: dict = field(default_factory=dict)
+    """Per-projection LINEARS sections that override `linear`, keyed by role: qkv, out,
+    gate_up, down (e.g. {down: {name: lowrank, rank: 32}})."""
+    attention: dict = field(default_factory=lambda: {"name": "mha"})
+    """The block's attention (an ATTENTIONS member)."""
+    mlp: dict = field(default_factory=lambda: {"name": "swiglu"})
+    """The block's MLP (an MLPS member)."""
+    block: dict = field(default_factory=lambda: {"name": "sequential"})
+    """How attention and MLP are wired (a BLOCKS member: sequential, parallel)."""
 
     def __post_init__(self) -> None:
         d, n_layers, n_heads = MODEL_SIZES[self.size]
@@ -67,6 +79,22 @@ class ModelConfig:
                 f"model.d_model={self.d_model} must split into model.n_heads={self.n_heads} "
                 "heads of even width"
             )
+        self.projections = {
+            role: {"name": section} if isinstance(section, str) else section
+            for role, section in self.projections.items()
+        }
+        unknown = set(self.projections) - set(PROJECTION_ROLES)
+        if unknown:
+            role = sorted(unknown)[0]
+            raise UserError(
+                f"unknown projection model.projections.{role}"
+                f"{suggest(role, list(PROJECTION_ROLES))}; choose from "
+                f"{', '.join(PROJECTION_ROLES)}"
+            )
+
+    def linear_for(self, role: str) -> dict:
+        """The LINEARS section of one projection role (qkv, out, gate_up, down)."""
+        return self.projections.get(role, self.linear)
 
 
 @dataclass(kw_only=True)
@@ -228,6 +256,8 @@ def _check_value(tp: Any, value: Any, where: str) -> Any:
             _check_value(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))
         )
     if tp is dict:
+        if isinstance(value, str):  # `model.mlp=moe`: a registry section named by its member
+            return {"name": value}
         if not isinstance(value, dict):
             raise UserError(f"{where}: expected a mapping, got {value!r}")
         return value
@@ -243,6 +273,12 @@ def _check_value(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
 def from_dict(cls: type, data: dict, where: str = "") -> Any:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types are UserErrors."""
     hints = typing.get_type_hints(cls)
@@ -254,6 +290,10 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
             raise UserError(f"unknown config key {path!r}{suggest(key, list(fields))}")
         kwargs[key] = _check_value(hints[key], value, path)
         check_bounds(fields[key], kwargs[key], path)
+        default = _default(fields[key])
+        if isinstance(default, dict) and "name" in default and isinstance(kwargs[key], dict):
+            # `model.linear.rank=4` alone keeps the default member (dense) it refines
+            kwargs[key] = {"name": default["name"], **kwargs[key]}
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field is missing
@@ -280,6 +320,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
+            if isinstance(node.get(part), str):  # `model.mlp=moe model.mlp.experts=4`
+                node[part] = {"name": node[part]}
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise UserError(f"override {item!r}: {part!r} is not a section")
@@ -321,11 +363,20 @@ def read_yaml(path: Path) -> dict:
 def validate_plugins(cfg: RunConfig) -> None:
     """Check the registry sections (objective, linear, sampler) against their Config classes."""
     from thrifty.data.samplers import SAMPLERS
+    from thrifty.models.attention import ATTENTIONS
+    from thrifty.models.block import BLOCKS
     from thrifty.models.linear import LINEARS
+    from thrifty.models.mlp import MLPS
     from thrifty.objectives import OBJECTIVES
 
     OBJECTIVES.config(cfg.objective, "objective")
-    LINEARS.config(cfg.model.linear, "model.linear")
+    m = cfg.model
+    LINEARS.config(m.linear, "model.linear")
+    for role, section in m.projections.items():
+        LINEARS.config(section, f"model.projections.{role}")
+    ATTENTIONS.config(m.attention, "model.attention")
+    MLPS.config(m.mlp, "model.mlp")
+    BLOCKS.config(m.block, "model.block")
     SAMPLERS.config(cfg.data.sampler, "data.sampler")
 
 

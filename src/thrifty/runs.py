@@ -91,6 +91,29 @@ def read_config(ckpt: Path) -> RunConfig:
         raise UserError(f"{path}: {e}") from None
 
 
+def model_kind(state: dict, cfg: RunConfig) -> str:
+    """The kind of model a checkpoint holds (``thrifty.model_kind``), as its state.json records
+    it; for checkpoints written before that, the kind its objective section declares."""
+    if "model_kind" in state:
+        return state["model_kind"]
+    from thrifty.objectives import OBJECTIVES  # only older checkpoints need the registry
+
+    return OBJECTIVES.get(cfg.objective["name"]).kind_for(cfg.objective)
+
+
+def flops_per_token(state: dict, cfg: RunConfig) -> float:
+    """Training FLOPs per token of a checkpoint's run, as its state.json records it; for older
+    checkpoints, computed from its config (model built on the meta device)."""
+    if "flops_per_token" in state:
+        return state["flops_per_token"]
+    from thrifty.objectives import OBJECTIVES  # only older checkpoints need the registry
+
+    with torch.device("meta"):
+        model = Transformer(cfg.model)
+        objective = OBJECTIVES.build(cfg.objective, model, seed=0)
+    return model.flops_per_token(cfg.data.seq_len, objective.head_fraction())
+
+
 @dataclass
 class LoadedModel:
     model: Transformer
@@ -113,6 +136,11 @@ class LoadedModel:
     def ledger(self) -> dict:
         """The ledger as it stood when this checkpoint was written."""
         return self.state.get("ledger", {})
+
+    @property
+    def kind(self) -> str:
+        """causal, mlm, mntp or discriminator (``thrifty.model_kind``)."""
+        return model_kind(self.state, self.cfg)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

@@ -12,6 +12,7 @@ from thrifty.cli.eval import choose_backend
 from thrifty.cli.main import main
 from thrifty.errors import UserError
 from thrifty.eval import EVAL_TASKS
+from thrifty.runs import model_kind
 
 
 def test_all_tasks_write_uniform_results(task_run, shared_data, tmp_path, capsys):
@@ -66,13 +67,26 @@ def test_discriminator_objectives_are_refused(task_run, tmp_path, capsys):
     assert not (run / "eval").exists()
 
 
-def test_backend_choice_follows_the_objective():
-    assert choose_backend("auto", {"name": "gpt_bert"}) == "mntp"
-    assert choose_backend("causal", {"name": "gpt_bert"}) == "causal"
-    assert choose_backend("auto", {"name": "replay", "base": {"name": "masked_lm"}}) == "mlm"
-    for objective in ({"name": "electra"}, {"name": "replay", "base": {"name": "electra"}}):
-        with pytest.raises(UserError, match="discriminator"):
-            choose_backend("mlm", objective)
+def test_backend_choice_follows_the_model_kind():
+    assert choose_backend("auto", "mntp", "gpt_bert") == "mntp"
+    assert choose_backend("causal", "mntp", "gpt_bert") == "causal"
+    assert choose_backend("auto", "mlm", "replay") == "mlm"
+    with pytest.raises(UserError, match="discriminator"):
+        choose_backend("mlm", "discriminator", "electra")
+
+
+def test_older_checkpoints_get_their_kind_from_the_objective_section():
+    from thrifty.config import RunConfig
+
+    def kind(objective):
+        return model_kind({}, RunConfig(objective=objective))
+
+    assert kind({"name": "gpt_bert"}) == "mntp"
+    assert kind({"name": "replay", "base": {"name": "masked_lm"}}) == "mlm"
+    assert kind({"name": "replay", "base": {"name": "electra"}}) == "discriminator"
+    assert model_kind({"model_kind": "causal"}, RunConfig(objective={"name": "masked_lm"})) == (
+        "causal"
+    )
 
 
 def test_bad_requests_exit_2(task_run, shared_data, tmp_path, monkeypatch, capsys):

@@ -181,3 +181,13 @@ def test_word_mark_checkpoints_survive_pruning(nano_cfg, monkeypatch):
     assert names == ["step_00000006", "step_00000013", "step_00000020"]
     state = json.loads((ckpts / "step_00000006" / "state.json").read_text())
     assert state["word_mark"] == marks[0]
+
+
+def test_checkpoints_record_the_model_kind_and_flops(nano_cfg):
+    cfg = nano_cfg("train.max_steps=2", "objective=masked_lm", "train.eval_every=0")
+    train(cfg)
+    loaded = load_model(cfg.run_dir)
+    assert loaded.state["model_kind"] == loaded.kind == "mlm"
+    rows = [json.loads(x) for x in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    row = [r for r in rows if "tokens" in r][-1]
+    assert loaded.state["flops_per_token"] * row["tokens"] == row["flops"]

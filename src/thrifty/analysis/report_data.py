@@ -121,22 +121,9 @@ def count_params(weights: Path) -> int:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
-def _flops_per_token(ckpt: Path) -> float:
-    """Training FLOPs per token of the checkpoint's architecture (built on the meta device)."""
-    import torch
-
-    from thrifty.models.transformer import Transformer
-    from thrifty.objectives import OBJECTIVES
-    from thrifty.runs import read_config
-
-    cfg = read_config(ckpt)
-    with torch.device("meta"):
-        model = Transformer(cfg.model)
-    head = OBJECTIVES.build(cfg.objective, model, seed=0).head_fraction()
-    return model.flops_per_token(cfg.data.seq_len, head)
-
-
 def _model_facts(run: RunData) -> None:
+    from thrifty.runs import flops_per_token, read_config
+
     ckpt = _checkpoint(run.path)
     last = run.train_rows[-1] if run.train_rows else {}
     tokens = last.get("tokens")
@@ -152,7 +139,7 @@ def _model_facts(run: RunData) -> None:
             run.ledger = state["ledger"]
         try:
             facts["params"] = count_params(ckpt / "model.safetensors")
-            facts["flops_per_token"] = _flops_per_token(ckpt)
+            facts["flops_per_token"] = flops_per_token(state, read_config(ckpt))
         except Exception as e:  # a report is still useful without the model's size
             run.problems.append(f"{ckpt}: model size unavailable ({e})")
     if facts.get("flops_per_token") and tokens:

@@ -83,18 +83,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def choose_backend(requested: str, objective: dict) -> str:
-    """The backend to score with; refuses objectives whose model assigns no log-probs."""
-    from thrifty.objectives import OBJECTIVES
+def choose_backend(requested: str, kind: str, objective: str) -> str:
+    """The backend to score with; refuses models that assign no log-probs (discriminators)."""
+    from thrifty.model_kind import scoring_backend
 
-    name = objective["name"]
-    own = OBJECTIVES.get(name).default_backend
-    base = objective.get("base")
-    if isinstance(base, dict) and "name" in base:  # a wrapper (replay) scores like its base
-        name, own = base["name"], OBJECTIVES.get(base["name"]).default_backend
+    own = scoring_backend(kind)
     if own is None:
         raise UserError(
-            f"objective {name!r} trains a discriminator, not a language model: zero-shot "
+            f"objective {objective!r} trains a discriminator, not a language model: zero-shot "
             f"log-prob scoring ({requested} backend) is not meaningful for it; evaluate it by "
             "fine-tuning instead"
         )
@@ -107,15 +103,17 @@ def _suffix(backend: str, variant: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from thrifty.eval import EVAL_TASKS, Scorer, format_table, task_folder, task_names
-    from thrifty.runs import load_model, read_config, resolve_checkpoint
+    from thrifty.runs import load_model, model_kind, read_config, read_state, resolve_checkpoint
 
     names = task_names(args.task)
     if len(names) > 1 and (args.data or args.out):
         raise UserError("--data and --out name one task's folder / file; use --data-root instead")
     if args.max_batch_tokens is not None and args.max_batch_tokens < 1:
         raise UserError(f"--max-batch-tokens must be >= 1, got {args.max_batch_tokens}")
-    cfg = read_config(resolve_checkpoint(args.run))  # refuse before loading any weights
-    backend = choose_backend(args.backend or cfg.eval.backend, cfg.objective)
+    ckpt = resolve_checkpoint(args.run)
+    cfg = read_config(ckpt)  # refuse before loading any weights
+    kind = model_kind(read_state(ckpt, verify=False), cfg)
+    backend = choose_backend(args.backend or cfg.eval.backend, kind, cfg.objective["name"])
     if args.variant != "original" and backend == "causal":
         raise UserError(f"--variant {args.variant} applies to the mlm and mntp backends")
     section = {"max_items_per_subtask": args.max_items, "seed": args.seed}

@@ -37,6 +37,7 @@ from thrifty.errors import UserError
 from thrifty.export import remote
 from thrifty.export.card import model_card
 from thrifty.export.remote import remote_config, remote_state_dict
+from thrifty.model_kind import scoring_backend
 from thrifty.runs import LoadedModel, load_model
 
 FORMAT_VERSION = 1
@@ -208,10 +209,8 @@ def export_hf(
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
     loaded = load_model(path, "cpu")
-    from thrifty.objectives import OBJECTIVES  # lazily: exporting needs no training code
-
     objective = loaded.cfg.objective["name"]
-    backend = OBJECTIVES.get(objective).default_backend
+    backend = scoring_backend(loaded.kind)
     _check_mode(objective, backend, remote_code)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

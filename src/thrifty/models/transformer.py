@@ -1,9 +1,15 @@
-"""The one transformer: Llama layout (RoPE, RMSNorm pre-norm, SwiGLU, tied embeddings, no biases).
+"""The one transformer: stem (token embedding) + blocks + norm + tied LM head.
+
+By default it is the Llama layout (RoPE, RMSNorm pre-norm, SwiGLU, tied embeddings, no biases),
+whose parameters map one-to-one onto ``transformers.LlamaForCausalLM`` (q/k/v and gate/up are
+fused here and split on export). A block's layout, attention and MLP are slots filled from the
+BLOCKS, ATTENTIONS and MLPS registries (``model.block``, ``model.attention``, ``model.mlp``),
+and every block projection is made by ``make_linear`` (``model.linear``, per projection
+``model.projections``), so structured weights and mixtures of experts swap in without
+surgery; each member owns its init, parameter count and FLOPs.
 
 Attention is causal or bidirectional per forward call, so one set of weights serves causal LM,
-masked LM and GPT-BERT's hybrid (Charpentier & Samuel 2024). Every block linear layer is made by
-``make_linear`` so structured parameterizations swap in. The parameter layout maps one-to-one onto
-``transformers.LlamaForCausalLM`` (q/k/v and gate/up are fused here and split on export).
+masked LM and GPT-BERT's hybrid (Charpentier & Samuel 2024).
 """
 
 from __future__ import annotations
@@ -15,84 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from thrifty.config import ModelConfig
-from thrifty.models.linear import make_linear
-from thrifty.models.linear.base import matmul_params
+from thrifty.models.block import BLOCKS
+from thrifty.models.norm import RMSNorm
+from thrifty.models.rope import apply_rope, rope_tables
 
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in fp32 as Llama does, so bf16 runs and the HF export agree.
-        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).type_as(x)
-
-
-def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (max_len, head_dim) in Llama's rotate-half convention."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-    angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos().float(), angles.sin().float()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, hd) queries or keys by position."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
-
-
-class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.n_heads = cfg.n_heads
-        self.qkv = make_linear(cfg.linear, cfg.d_model, 3 * cfg.d_model)
-        self.out = make_linear(cfg.linear, cfg.d_model, cfg.d_model)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        causal: bool,
-        mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal and mask is None
-        )
-        return self.out(y.transpose(1, 2).reshape(B, T, C))
-
-
-class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.d_ff = cfg.d_ff
-        self.gate_up = make_linear(cfg.linear, cfg.d_model, 2 * cfg.d_ff)
-        self.down = make_linear(cfg.linear, cfg.d_ff, cfg.d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).split(self.d_ff, dim=-1)
-        return self.down(F.silu(gate) * up)
-
-
-class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.attn = Attention(cfg)
-        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.mlp = MLP(cfg)
-
-    def forward(self, x, cos, sin, causal, mask):
-        x = x + self.attn(self.attn_norm(x), cos, sin, causal, mask)
-        return x + self.mlp(self.mlp_norm(x))
+__all__ = ["RMSNorm", "Transformer", "apply_rope", "rope_tables"]
 
 
 class Transformer(nn.Module):
@@ -104,7 +37,7 @@ class Transformer(nn.Module):
             raise ValueError("ModelConfig.vocab_size must be set before building the model")
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(BLOCKS.build(cfg.block, cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         cos, sin = rope_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -113,17 +46,12 @@ class Transformer(nn.Module):
 
     def reset_parameters(self) -> None:
         std = self.cfg.init_std
-        for name, p in self.named_parameters():
-            if name.endswith("norm.weight"):
-                nn.init.ones_(p)
-            elif p.dim() >= 2:
-                # GPT-2's scaled init for projections that write into the residual stream.
-                scale = (
-                    1 / math.sqrt(2 * self.cfg.n_layers)
-                    if ".out." in name or ".down." in name
-                    else 1
-                )
-                nn.init.normal_(p, 0.0, std * scale)
+        nn.init.normal_(self.embed.weight, 0.0, std)
+        # GPT-2's scaled init for projections that write into the residual stream.
+        out_std = std / math.sqrt(2 * self.cfg.n_layers)
+        for block in self.blocks:
+            block.reset_parameters(std, out_std)
+        self.norm.reset_parameters()
 
     def forward(
         self,
@@ -165,12 +93,6 @@ class Transformer(nn.Module):
         ``head_fraction``: share of positions the LM head runs on (masked objectives supervise
         ~15% of them, and thrifty only projects those).
         """
-        macs = sum(
-            matmul_params(m)
-            for b in self.blocks
-            for m in (b.attn.qkv, b.attn.out, b.mlp.gate_up, b.mlp.down)
-        )
-        macs += (
-            head_fraction * self.embed.weight.numel()
-        )  # the tied head is a matmul; lookup is not
-        return 6.0 * macs + 12.0 * self.cfg.n_layers * seq_len * self.cfg.d_model
+        blocks = sum(block.flops_per_token(seq_len) for block in self.blocks)
+        # the tied head is a matmul; the embedding lookup is not
+        return blocks + 6.0 * head_fraction * self.embed.weight.numel()

@@ -2,7 +2,19 @@
 
 Objectives know the model but nothing of the loop. The loop hands them a ``Batch`` of token
 windows plus where training stands (``progress``) so schedules such as GPT-BERT's mask-rate
-annealing live with the objective that owns them.
+annealing live with the objective that owns them. The loop uses an objective through these
+and nothing else:
+
+- ``objective(batch)``: the loss (as terms) and metrics of one micro-batch;
+- ``kind``: the model it trains (``thrifty.model_kind``), recorded in every checkpoint;
+- ``owned``: networks it trains besides the model (ELECTRA's generator and heads);
+- ``state_dict()`` / ``load_state_dict()``: its resumable state, RNG included;
+- ``flops_per_token(seq_len)``: training FLOPs per token, model and owned networks together;
+- ``setup(...)``: what it builds once per start and the words that charges to the ledger;
+- ``exposure(...)``: passes over words other than the training windows (a replay set);
+- ``evaluation()`` and ``extra_validation(...)``: the context validation runs in, and
+  validation metrics of its own;
+- ``reweightable``: whether it passes ``Batch.reweight`` on (else the reweighter probes it).
 
 Two rules make a data-parallel step equal the one-process step on the same global batch:
 
@@ -15,18 +27,23 @@ Two rules make a data-parallel step equal the one-process step on the same globa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from thrifty.losses import LossTerm, combine
+from thrifty.model_kind import ModelKind
 from thrifty.models.transformer import Transformer
 from thrifty.objectives.randomness import RowRandom
 from thrifty.registry import Registry
 
 OBJECTIVES = Registry("objective")
+
+__all__ = ["IGNORE", "OBJECTIVES", "Batch", "LossTerm", "Objective", "Output", "combine"]
 
 IGNORE = -100
 
@@ -62,27 +79,6 @@ class Batch:
 
 
 @dataclass
-class LossTerm:
-    """One part of a loss: ``weight · total / count``, with total and count summed over ranks."""
-
-    total: torch.Tensor
-    """Differentiable sum over this rank's units (token losses, or weight · row loss)."""
-    count: torch.Tensor
-    """This rank's units: supervised tokens, or the sum of the row weights (detached)."""
-    weight: float = 1.0
-
-    @property
-    def value(self) -> torch.Tensor:
-        """The term on this rank alone (0 where it has no units)."""
-        return self.total / self.count if self.count > 0 else self.total * 0.0
-
-
-def combine(terms: dict[str, LossTerm]) -> torch.Tensor:
-    """Σ weight · value of terms on one rank: the loss as one process sees it."""
-    return sum(t.weight * t.value for t in terms.values())
-
-
-@dataclass
 class Output:
     loss: torch.Tensor
     """The loss on this rank's rows (``combine(terms)`` when there are terms)."""
@@ -98,8 +94,8 @@ class Output:
 class Objective:
     """Base class: holds the model and a seeded generator for the objective's own randomness."""
 
-    default_backend = "causal"
-    """Scoring backend that suits models trained with this objective."""
+    kind: ModelKind = "causal"
+    """The kind of model this objective trains (``thrifty.model_kind``)."""
 
     reweightable = False
     """Passes ``Batch.reweight`` on to ``token_term`` (one pass); otherwise the loop reweights
@@ -123,6 +119,17 @@ class Objective:
         """Per-row random streams for ``batch``, keyed by (seed, purpose, micro-batch, row)."""
         return RowRandom(self.seed, purpose, batch.micro, batch.positions())
 
+    @classmethod
+    def kind_for(cls, section: dict) -> ModelKind:
+        """The kind a config section of this objective trains, without building it."""
+        return cls.kind
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token: the model's (its LM head on ``head_fraction`` of the
+        positions) plus the ``owned`` networks' (``extra_flops_per_token``)."""
+        model_flops = self.model.flops_per_token(seq_len, self.head_fraction())
+        return model_flops + self.extra_flops_per_token(seq_len)
+
     def head_fraction(self) -> float:
         """Average share of positions the LM head is applied to (for FLOP counts)."""
         return 1.0
@@ -130,6 +137,19 @@ class Objective:
     def extra_flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs per token spent outside the model (the ``owned`` networks)."""
         return 0.0
+
+    @contextmanager
+    def evaluation(self) -> Iterator[None]:
+        """Validation runs inside this: the model and owned networks in eval mode (no dropout),
+        back in train mode afterwards."""
+        modules = [self.model] if self.owned is None else [self.model, self.owned]
+        for m in modules:
+            m.eval()
+        try:
+            yield
+        finally:
+            for m in modules:
+                m.train()
 
     def setup(
         self,

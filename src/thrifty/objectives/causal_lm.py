@@ -9,7 +9,7 @@ from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, token_
 
 @OBJECTIVES.register("causal_lm")
 class CausalLM(Objective):
-    default_backend = "causal"
+    kind = "causal"
     reweightable = True
 
     @dataclass(kw_only=True)

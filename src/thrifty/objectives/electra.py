@@ -55,7 +55,7 @@ from thrifty.objectives.rtd import (
 
 @OBJECTIVES.register("electra")
 class Electra(Objective):
-    default_backend = None
+    kind = "discriminator"
     """A discriminator has no token log-probs to score with; see ``thrifty eval``."""
 
     @dataclass(kw_only=True)

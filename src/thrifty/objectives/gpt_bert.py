@@ -31,7 +31,7 @@ from thrifty.objectives.randomness import RowRandom
 
 @OBJECTIVES.register("gpt_bert")
 class GPTBERT(Objective):
-    default_backend = "mntp"
+    kind = "mntp"
     reweightable = True
 
     @dataclass(kw_only=True)

@@ -13,7 +13,7 @@ from thrifty.objectives.masking import Masking, mask_tokens
 
 @OBJECTIVES.register("masked_lm")
 class MaskedLM(Objective):
-    default_backend = "mlm"
+    kind = "mlm"
     reweightable = True
 
     @dataclass(kw_only=True)

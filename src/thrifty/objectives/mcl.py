@@ -100,7 +100,7 @@ def notebook(det_logits, labels, bce, ids, rate: float) -> torch.Tensor:
 
 @OBJECTIVES.register("mcl")
 class MCL(Electra):
-    default_backend = None
+    kind = "discriminator"
     """A discriminator has no token log-probs to score with; see ``thrifty eval``."""
 
     @dataclass(kw_only=True)

@@ -98,14 +98,19 @@ class Replay(Objective):
                 raise UserError("objective.base: a replay objective cannot wrap another one")
             OBJECTIVES.config(self.base, "objective.base")  # unknown keys fail at load time
 
+    @classmethod
+    def kind_for(cls, section: dict) -> str:
+        base = section.get("base", {"name": "causal_lm"})
+        return OBJECTIVES.get(base["name"]).kind_for(base)
+
     def __init__(self, cfg: Config, model: Transformer, *, seed: int = 0) -> None:
         self.base = OBJECTIVES.build(cfg.base, model, seed=seed)
         super().__init__(cfg, model, seed=seed)
-        self.default_backend = self.base.default_backend
+        self.kind = self.base.kind  # export, eval and fine-tuning treat it as its base
         self.reweightable = self.base.reweightable  # the new-domain rows go through the base
         self.owned = self.base.owned
         self.causal = cfg.attention == "causal" or (
-            cfg.attention == "auto" and self.base.default_backend != "mlm"
+            cfg.attention == "auto" and self.base.kind != "mlm"
         )
         self.teacher: Transformer | None = None
         self.replay: torch.Tensor | None = None  # (N, T+1) the fixed replay set

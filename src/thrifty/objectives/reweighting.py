@@ -163,3 +163,12 @@ class Reweighting:
         """Weights for an objective that does not pass ``Batch.reweight`` to ``token_term``:
         its per-row losses from a forward pass without gradient (``probe``)."""
         return self(probe(objective, batch), batch.weights)
+
+    def prepare(self, objective: Objective, batch: Batch) -> None:
+        """Arrange for ``batch`` to be reweighted: through ``Batch.reweight`` in the objective's
+        own pass when it is ``reweightable``, else by weights from a forward pass without
+        gradient (``probe``) put into ``Batch.weights``. Run it in the step's autocast."""
+        if objective.reweightable:
+            batch.reweight = self
+        else:
+            batch.weights = self.probe_weights(objective, batch)

@@ -30,10 +30,9 @@ def validate(
     """
     B, T = cfg.train.batch_size * world, cfg.data.seq_len
     n = min(cfg.train.eval_batches * B, store.num_windows(T))
-    objective.model.eval()
     totals: dict[str, float] = {}
     batches = 0
-    try:
+    with objective.evaluation():
         for start in range(0, n, B):
             ids = store.windows(range(start, min(start + B, n)), T).to(device)
             with autocast():
@@ -41,13 +40,12 @@ def validate(
             for key, value in out.metrics.items():
                 totals[key] = totals.get(key, 0.0) + value
             batches += 1
-    finally:
-        objective.model.train()
     return {f"val_{k}": v / max(batches, 1) for k, v in totals.items()}
 
 
 def score_blimp(cfg: RunConfig, model: Transformer, default_backend: str, ledger: Ledger) -> dict:
-    """Score the finished model on BLiMP; write eval/blimp_<backend>.json beside the run."""
+    """Score the finished model on BLiMP with ``default_backend`` unless eval.backend names
+    another; write eval/blimp_<backend>.json beside the run."""
     from thrifty.data.tokenizer import load_tokenizer
     from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
 

@@ -25,6 +25,8 @@ from thrifty.data.prepare import load_manifest
 from thrifty.data.samplers import SAMPLERS
 from thrifty.data.tokens import TokenStore
 from thrifty.errors import UserError
+from thrifty.model_kind import scoring_backend
+from thrifty.models import aux
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.objectives.reweighting import Reweighting
@@ -175,7 +177,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             owned.load_state_dict(load_objective_weights(ckpt))
         optimizer.load_state_dict(optim_state)
         sampler.load_state_dict(state["sampler"])
-        objective.generator.set_state(rng["objective"])
+        saved = rng["objective"]  # older checkpoints hold the generator state alone
+        objective.load_state_dict(saved if isinstance(saved, dict) else {"generator": saved})
         restore_rng(rng)
         step, tokens_seen = state["step"], state["tokens_seen"]
         if state.get("rows_per_step", rows_per_step) != rows_per_step:
@@ -213,8 +216,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         MetricsLog(run_dir / "metrics.jsonl", resume_step=step if ckpt else None) if main else None
     )
 
-    flops_per_token = model.flops_per_token(T, objective.head_fraction())
-    flops_per_token += objective.extra_flops_per_token(T)  # e.g. ELECTRA's generator
+    flops_per_token = objective.flops_per_token(T)  # e.g. ELECTRA's generator included
     peak = tc.peak_flops or peak_flops(device)
     marks = word_marks() if tc.babylm_marks else []
     tokens_per_step = rows_per_step * T
@@ -225,12 +227,14 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         state = {
             "tokens_seen": tokens_seen,
             "rows_per_step": rows_per_step,
+            "model_kind": objective.kind,
+            "flops_per_token": flops_per_token,
             "sampler": sampler.state_dict(),
             "ledger": ledger.to_dict(),
             "word_mark": word_mark,
             "data": {"path": str(data_dir), "manifest_ledger": manifest["ledger"]},
         }
-        rng = rng_state({"objective": objective.generator.get_state()})
+        rng = rng_state({"objective": objective.state_dict()})
         save_checkpoint(
             run_dir,
             step,
@@ -276,19 +280,19 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 rows=torch.arange(rank * B, (rank + 1) * B),  # places in the global micro-batch
                 global_rows=B * world,
             )
-            if reweight is not None and objective.reweightable:
-                batch.reweight = reweight  # token_term weights rows by their own losses
-            elif reweight is not None:  # other objectives: a forward pass without gradient first
-                with autocast():
-                    batch.weights = reweight.probe_weights(objective, batch)
             with autocast():
-                out = objective(batch)
+                if reweight is not None:  # weights from the batch's own losses
+                    reweight.prepare(objective, batch)
+                with aux.collect(all_sum=distributed.all_sum) as emitted:  # e.g. load balance
+                    out = objective(batch)
             rw_metrics = reweight.pop_stats() if reweight is not None else {}
-            loss, loss_value = global_loss(out, world)  # normalised over the global batch
+            # normalised over the global batch, the layers' auxiliary terms included
+            loss, loss_value, aux_values = global_loss(out, world, emitted.terms)
             (loss / tc.grad_accum).backward()
             if out.sample_losses is not None:  # every rank observes the whole global batch
                 sampler.observe(all_indices, distributed.all_gather(out.sample_losses))
-            for key, value in (out.metrics | rw_metrics | {"loss": loss_value}).items():
+            step_metrics = out.metrics | emitted.metrics | aux_values | rw_metrics
+            for key, value in (step_metrics | {"loss": loss_value}).items():
                 sums[key] = sums.get(key, 0.0) + value / tc.grad_accum
         if not math.isfinite(sums["loss"]):  # the global value: every rank stops here together
             good = latest_checkpoint(run_dir)
@@ -367,14 +371,15 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         t_window += time.perf_counter() - t_pause
 
     if main and cfg.eval.blimp_data:
-        if cfg.eval.backend == "auto" and objective.default_backend is None:
+        backend = scoring_backend(objective.kind)
+        if cfg.eval.backend == "auto" and backend is None:
             log.warning(
                 "BLiMP skipped: %r models have no log-probs to score; set eval.backend to "
                 "score anyway",
                 cfg.objective["name"],
             )
         else:
-            last.update(score_blimp(cfg, model, objective.default_backend, ledger))
+            last.update(score_blimp(cfg, model, backend, ledger))
     if metrics:
         metrics.close()
     distributed.shutdown()

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from thrifty.config import TrainConfig
+from thrifty.models.linear.base import is_linear_member
 
 
 def embedding_tables(module: nn.Module) -> set[int]:
@@ -26,7 +27,8 @@ def embedding_tables(module: nn.Module) -> set[int]:
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig, extra: nn.Module | None = None) -> list[dict]:
-    """Decay matrices; leave norms and (unless asked) embeddings undecayed.
+    """Decay matrices and every parameter of a block projection (SLTrain's sparse values are a
+    vector but part of a matrix); leave norms and (unless asked) embeddings undecayed.
 
     ``extra``: networks an objective trains besides the model (ELECTRA's generator and heads);
     a parameter shared by both is listed once.
@@ -36,11 +38,14 @@ def param_groups(model: nn.Module, cfg: TrainConfig, extra: nn.Module | None = N
         if module is None:
             continue
         tables = embedding_tables(module)
+        projections = {
+            id(p) for m in module.modules() if is_linear_member(m) for p in m.parameters()
+        }
         for p in module.parameters():
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            is_matrix = p.dim() >= 2 and id(p) not in tables
+            is_matrix = (p.dim() >= 2 and id(p) not in tables) or id(p) in projections
             (decay if is_matrix or cfg.decay_norms_and_embeddings else no_decay).append(p)
     return [
         {"params": decay, "weight_decay": cfg.weight_decay},

@@ -20,16 +20,9 @@ from torch import nn
 
 from thrifty.data.tokenizer import BOS_ID, PAD_ID, SEP_ID
 from thrifty.eval.finetune.tasks import Example
+from thrifty.model_kind import pooling
 from thrifty.models.heads import ClassifierHead, Pooling, pool
 from thrifty.models.transformer import Transformer
-
-
-def pooling_for(objective: dict) -> Pooling:
-    """``last`` for objectives scored causally, ``first`` (<s>) for masked and hybrid ones."""
-    from thrifty.objectives import OBJECTIVES
-
-    backend = OBJECTIVES.get(objective["name"]).default_backend
-    return "last" if backend == "causal" else "first"
 
 
 class Classifier(nn.Module):
@@ -72,7 +65,7 @@ def build_classifier(
     backbone = Transformer(loaded.cfg.model)
     if pretrained:
         backbone.load_state_dict(loaded.model.state_dict())
-    model = Classifier(backbone, num_labels, pooling_for(loaded.cfg.objective), dropout)
+    model = Classifier(backbone, num_labels, pooling(loaded.kind), dropout)
     return model.to(next(loaded.model.parameters()).device)
 
 

@@ -1,0 +1,81 @@
+"""Auxiliary losses out of the model: the one path from a layer to the training loop.
+
+A layer with a loss of its own (a router's load balance and z-loss) calls ``emit`` during its
+forward pass. The loop runs each training micro-batch inside ``collect()`` and adds what was
+emitted to the objective's loss as extra terms, so every objective picks them up without being
+edited, and they are normalised over the global batch like the objective's own terms
+(``thrifty.losses.LossTerm``). Outside ``collect`` (validation, scoring, export) and without
+gradient (a frozen teacher's forward pass) ``emit`` does nothing.
+
+Why a collector and not a return value: objectives call ``model(ids)`` for hidden states in
+many places (GPT-BERT twice, ELECTRA on generator and discriminator, replay on a frozen copy);
+returning aux losses would change every call site. OLMo-core's alternative, attaching the aux
+gradient to the output, hides the aux loss from the logged loss and from global normalisation.
+
+Layers that need a statistic of the global batch (the share of tokens routed to each expert)
+sum it with ``all_sum``, which the loop binds to the all-reduce of its process group; models
+never import ``torch.distributed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+from thrifty.losses import LossTerm
+
+
+class AuxLosses:
+    """What the layers emitted during one micro-batch: summed terms and averaged metrics."""
+
+    def __init__(self, all_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.all_sum = all_sum
+        self.terms: dict[str, LossTerm] = {}
+        self._metrics: dict[str, list[float]] = {}
+
+    def add(self, name: str, term: LossTerm, metrics: dict[str, float]) -> None:
+        # Terms of one name from several layers add up over layers (the same tokens: one count).
+        if name in self.terms:
+            old = self.terms[name]
+            self.terms[name] = LossTerm(old.total + term.total, old.count, old.weight)
+        else:
+            self.terms[name] = term
+        for key, value in metrics.items():
+            self._metrics.setdefault(key, []).append(value)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Each metric averaged over the layers that reported it."""
+        return {k: sum(v) / len(v) for k, v in self._metrics.items()}
+
+
+_active: list[AuxLosses] = []
+
+
+@contextmanager
+def collect(all_sum: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> Iterator[AuxLosses]:
+    """Gather what layers ``emit`` while the block runs (one training micro-batch)."""
+    losses = AuxLosses(all_sum)
+    _active.append(losses)
+    try:
+        yield losses
+    finally:
+        _active.pop()
+
+
+def collecting() -> bool:
+    """True inside ``collect`` with gradient enabled: only then is an aux loss worth computing."""
+    return bool(_active) and torch.is_grad_enabled()
+
+
+def emit(name: str, term: LossTerm, metrics: dict[str, float] | None = None) -> None:
+    """Hand an auxiliary loss term (and metrics) to the loop; a no-op unless ``collecting()``."""
+    if collecting():
+        _active[-1].add(name, term, metrics or {})
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the ranks of the collecting loop (``t`` itself outside ``collect``)."""
+    return _active[-1].all_sum(t) if _active else t

@@ -1,0 +1,22 @@
+"""The BLOCKS registry: how a block wires its attention and MLP slots (``model.block``).
+
+A member is built as ``cls(cfg, model_cfg)``; it builds its attention from ``model.attention``
+(``ATTENTIONS``) and its MLP from ``model.mlp`` (``MLPS``), names them ``attn`` and ``mlp``,
+and provides ``forward(x, cos, sin, causal, mask)``, ``reset_parameters(std, out_std)`` and
+``flops_per_token(seq_len)``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from thrifty.models.attention import ATTENTIONS
+from thrifty.models.mlp import MLPS
+from thrifty.registry import Registry
+
+BLOCKS = Registry("block")
+
+
+def build_slots(model) -> tuple[nn.Module, nn.Module]:
+    """The (attention, mlp) members ``model.attention`` and ``model.mlp`` name."""
+    return ATTENTIONS.build(model.attention, model), MLPS.build(model.mlp, model)
