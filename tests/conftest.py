@@ -77,9 +77,12 @@ def write_run(root: Path, model: Transformer, tokenizer, cfg: RunConfig, step: i
     return root
 
 
-def build_run(root: Path, objective: str = "causal_lm", seed: int = 0) -> TinyRun:
+def build_run(root: Path, objective: str = "causal_lm", seed: int = 0, **model) -> TinyRun:
+    """A run folder holding a random nano model; ``model``: more ModelConfig settings."""
     tokenizer = train_tokenizer(toy_texts(), vocab_size=400)
-    model_cfg = ModelConfig(size="nano", vocab_size=tokenizer.get_vocab_size(), max_seq_len=64)
+    model_cfg = ModelConfig(
+        size="nano", vocab_size=tokenizer.get_vocab_size(), max_seq_len=64, **model
+    )
     cfg = RunConfig(
         name="tiny",
         model=model_cfg,

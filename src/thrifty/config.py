@@ -183,6 +183,9 @@ class TrainConfig:
     init_from: str | None = None
     """Start from this run's (or checkpoint's) model weights with a fresh optimizer and schedule
     (continual pretraining); its ledger's words are charged as an auxiliary entry."""
+    densify_at: float | None = bounded(None, gt=0, le=1)
+    """Fraction of training after which every Monarch layer becomes its dense matrix and
+    training continues dense (reverse sparsification; None: never)."""
     reweight: ReweightConfig = field(default_factory=ReweightConfig)
     """Per-sample loss weighting from the batch's own losses (off by default)."""
 

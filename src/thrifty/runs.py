@@ -91,6 +91,17 @@ def read_config(ckpt: Path) -> RunConfig:
         raise UserError(f"{path}: {e}") from None
 
 
+def build_model(cfg: RunConfig, state: dict) -> Transformer:
+    """The (untrained) network a checkpoint's weights belong to: the config's model, with its
+    Monarch layers dense when the run had switched (``train.densify_at``)."""
+    model = Transformer(cfg.model)
+    if state.get("densified"):
+        from thrifty.models.linear.densify import densify
+
+        densify(model)
+    return model
+
+
 def model_kind(state: dict, cfg: RunConfig) -> str:
     """The kind of model a checkpoint holds (``thrifty.model_kind``), as its state.json records
     it; for checkpoints written before that, the kind its objective section declares."""
@@ -148,7 +159,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     ckpt = resolve_checkpoint(path)
     state = read_state(ckpt)
     cfg = read_config(ckpt)
-    model = Transformer(cfg.model)
+    model = build_model(cfg, state)
     weights = load_file(str(ckpt / "model.safetensors"))
     try:
         model.load_state_dict(weights)

@@ -90,3 +90,28 @@ def test_export_command(run, tmp_path, capsys):
     assert (tmp_path / "o" / "tokenizer_config.json").is_file()
     with pytest.raises(UserError):
         args.func(args)
+
+
+@pytest.mark.parametrize(
+    "linear",
+    [{"name": "lowrank", "rank": 8}, {"name": "sltrain", "rank": 8}, {"name": "monarch"}],
+    ids=lambda s: s["name"],
+)
+def test_structured_weights_export_as_a_plain_llama(tmp_path, toy, linear):
+    run = toy.build_run(tmp_path / "structured", linear=linear)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        export_hf(run.run_dir, tmp_path / "hf")
+    ).eval()
+    assert type(model).__name__ == "LlamaForCausalLM"
+    ids = torch.randint(0, run.cfg.model.vocab_size, (2, 24), generator=torch.Generator())
+    ids[:, 0] = BOS_ID
+    with torch.no_grad():
+        expected = run.model.logits(run.model(ids, causal=True))
+        torch.testing.assert_close(model(ids).logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_layouts_without_a_transformers_counterpart_are_refused(tmp_path, toy):
+    run = toy.build_run(tmp_path / "parallel", block={"name": "parallel"})
+    with pytest.raises(UserError, match="model.block=parallel"):
+        export_hf(run.run_dir, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()

@@ -88,3 +88,19 @@ def test_the_transformer_leaves_each_linear_members_init_to_it(monkeypatch):
     out_std = 0.02 / 2  # GPT-2's 1/sqrt(2 · n_layers) with 2 layers
     given = [s for s in calls if s is not None]
     assert given == [0.02, out_std, 0.02, out_std] * 2  # qkv, out, gate_up, down per block
+
+
+def test_shortcuts_fall_back_to_the_full_pass_for_other_layouts():
+    from thrifty.analysis.sampling import Decoder
+    from thrifty.eval.readout import hidden_at
+
+    model = nano(block={"name": "parallel"}).eval()
+    ids = torch.randint(0, 100, (2, 6))
+    read = torch.tensor([1, 4])
+    with torch.no_grad():
+        full = model(ids, causal=False)
+        torch.testing.assert_close(hidden_at(model, ids, None, read), full[[0, 1], read])
+        decoder = Decoder(model, 2, 6)
+        for t in range(6):
+            logits = decoder.step(ids[:, t])
+        torch.testing.assert_close(logits, model.logits(model(ids, causal=True))[:, -1])

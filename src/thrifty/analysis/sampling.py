@@ -4,7 +4,8 @@ Distillation through synthetic data (Kim et al. 2025, card §2.6) needs a lot of
 temperature 1 from the teacher, prompted only with ``<s>``. Re-running the whole prefix for
 every new token costs ~seq_len/2 forward passes per token; the cache makes it one. The cached
 step mirrors ``Block.forward`` of ``models/transformer.py`` (pre-norm attention with RoPE at
-the token's position, then the SwiGLU MLP) and is tested against the full forward pass.
+the token's position, then the SwiGLU MLP) and is tested against the full forward pass. Other
+block slots (a parallel block, a mixture of experts) re-run the prefix at each step instead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from thrifty.data.tokenizer import BOS_ID, NUM_SPECIAL
-from thrifty.models.transformer import Transformer, apply_rope
+from thrifty.models.transformer import Transformer, apply_rope, is_llama_block
 
 
 class Decoder:
@@ -30,11 +31,17 @@ class Decoder:
         shape = (batch, cfg.n_heads, max_len, cfg.d_model // cfg.n_heads)
         self.keys = [p.new_zeros(shape) for _ in model.blocks]
         self.values = [p.new_zeros(shape) for _ in model.blocks]
+        self.cached = all(is_llama_block(b) for b in model.blocks)
+        self.prefix = p.new_zeros((batch, max_len), dtype=torch.long)  # for uncached layouts
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed ids (B,) at the next position; return the logits (B, V) for the one after."""
         m, t = self.model, self.pos
+        if not self.cached:
+            self.prefix[:, t] = ids
+            self.pos += 1
+            return m.logits(m(self.prefix[:, : t + 1], causal=True)[:, -1])
         cos, sin = m.rope_cos[t : t + 1], m.rope_sin[t : t + 1]
         x = m.embed(ids)[:, None, :]  # (B, 1, C)
         B, _, C = x.shape

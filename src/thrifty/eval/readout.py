@@ -8,7 +8,8 @@ attention output projection and MLP run on one token per row instead of T. On th
 
 This mirrors ``thrifty.models.transformer.Block`` / ``Attention`` (pre-norm, fused q/k/v laid out
 as (T, 3, heads, head_dim), rotate-half RoPE, SDPA, SwiGLU MLP); the scoring tests compare it
-with the full forward, so a change to the block shows up there.
+with the full forward, so a change to the block shows up there. Other block slots (a parallel
+block, a mixture of experts) take the full forward pass and read the position from it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from thrifty.models.transformer import apply_rope
+from thrifty.models.transformer import apply_rope, is_llama_block
 
 
 def hidden_at(
@@ -24,6 +25,9 @@ def hidden_at(
 ) -> torch.Tensor:
     """Final hidden states (B, C) at position ``read[b]`` of each row of ``ids`` (B, T)."""
     B, T = ids.shape
+    rows = torch.arange(B, device=ids.device)
+    if not is_llama_block(model.blocks[-1]):
+        return model(ids, causal=False, padding=padding)[rows, read]
     cos, sin = model.rope_cos[:T], model.rope_sin[:T]
     mask = None if padding is None else padding[:, None, None, :]  # (B, 1, 1, T)
     x = model.embed(ids)
@@ -33,7 +37,6 @@ def hidden_at(
     C = x.shape[-1]
     H = last.attn.n_heads
     q, k, v = last.attn.qkv(last.attn_norm(x)).view(B, T, 3, H, C // H).unbind(2)
-    rows = torch.arange(B, device=ids.device)
     q = q[rows, read][:, :, None]  # (B, H, 1, hd)
     q = apply_rope(q, cos[read][:, None, None], sin[read][:, None, None])
     k = apply_rope(k.transpose(1, 2), cos, sin)  # (B, H, T, hd)

@@ -180,6 +180,20 @@ def _write(loaded: LoadedModel, folder: Path, backend: str | None, remote_code: 
     (folder / "README.md").write_text(model_card(meta))
 
 
+LLAMA_LAYOUT = {"block": "sequential", "attention": "mha", "mlp": "swiglu"}
+
+
+def _check_layout(model_cfg) -> None:
+    """Refuse block slots that neither LlamaForCausalLM nor the remote code computes."""
+    for slot, llama in LLAMA_LAYOUT.items():
+        name = getattr(model_cfg, slot)["name"]
+        if name != llama:
+            raise UserError(
+                f"model.{slot}={name}: exporting this layout to transformers is not supported "
+                f"yet (only model.{slot}={llama} has a transformers counterpart)"
+            )
+
+
 def _check_mode(objective: str, backend: str | None, remote_code: bool) -> None:
     """Refuse exports that would load but compute something else than the model learned."""
     if remote_code and backend == "causal":
@@ -211,6 +225,7 @@ def export_hf(
     loaded = load_model(path, "cpu")
     objective = loaded.cfg.objective["name"]
     backend = scoring_backend(loaded.kind)
+    _check_layout(loaded.cfg.model)
     _check_mode(objective, backend, remote_code)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

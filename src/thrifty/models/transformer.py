@@ -21,11 +21,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from thrifty.config import ModelConfig
+from thrifty.models.attention.mha import MultiHeadAttention
 from thrifty.models.block import BLOCKS
+from thrifty.models.block.sequential import SequentialBlock
+from thrifty.models.mlp.swiglu import SwiGLU
 from thrifty.models.norm import RMSNorm
 from thrifty.models.rope import apply_rope, rope_tables
 
-__all__ = ["RMSNorm", "Transformer", "apply_rope", "rope_tables"]
+__all__ = ["RMSNorm", "Transformer", "apply_rope", "is_llama_block", "rope_tables"]
+
+
+def is_llama_block(block: nn.Module) -> bool:
+    """A sequential block of multi-head attention and SwiGLU: the Llama layout, which hand-written
+    shortcuts (cached decoding, last-block readout) mirror; other layouts take the full pass."""
+    return (
+        isinstance(block, SequentialBlock)
+        and isinstance(block.attn, MultiHeadAttention)
+        and isinstance(block.mlp, SwiGLU)
+    )
 
 
 class Transformer(nn.Module):

@@ -45,6 +45,7 @@ from thrifty.train.evaluate import score_blimp, validate
 from thrifty.train.global_loss import global_loss
 from thrifty.train.metrics import MetricsLog, format_duration, peak_flops
 from thrifty.train.optim import build_optimizer, lr_at
+from thrifty.train.reverse_sparsification import densify_step, switch_to_dense
 from thrifty.train.schedule import plan_steps, word_marks
 
 log = logging.getLogger("thrifty.train")
@@ -162,7 +163,14 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     trained = [model] if owned is None else [model, owned]
     params = [p for module in trained for p in module.parameters()]
     sampler = SAMPLERS.build(cfg.data.sampler, train_store.num_windows(T), seed=tc.seed)
-    optimizer = build_optimizer(model, tc, fused=device.type == "cuda", extra=owned)
+
+    def new_optimizer():
+        return build_optimizer(model, tc, fused=device.type == "cuda", extra=owned)
+
+    optimizer = new_optimizer()
+    dense_from = densify_step(tc.densify_at, total_steps, model)  # Monarch -> dense
+    structured_flops = objective.flops_per_token(T)  # before any switch to dense
+    dense_now = False
 
     # ---- resume or start
     step, tokens_seen = 0, 0
@@ -172,6 +180,10 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         state, optim_state, rng = load_training_state(ckpt)
         from safetensors.torch import load_file
 
+        if state.get("densified"):  # the run had switched to dense before this checkpoint
+            optimizer, _ = switch_to_dense(model, optimizer, new_optimizer)
+            params = [p for module in trained for p in module.parameters()]
+            dense_now = True
         model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
         if owned is not None:
             owned.load_state_dict(load_objective_weights(ckpt))
@@ -221,6 +233,13 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     marks = word_marks() if tc.babylm_marks else []
     tokens_per_step = rows_per_step * T
 
+    def flops_done() -> float:
+        """Training FLOPs so far, the structured steps before a switch to dense included."""
+        if not dense_now:
+            return flops_per_token * tokens_seen
+        before = dense_from * tokens_per_step
+        return structured_flops * before + flops_per_token * (tokens_seen - before)
+
     def checkpoint(word_mark: int | None = None) -> None:
         if not main:
             return
@@ -228,6 +247,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             "tokens_seen": tokens_seen,
             "rows_per_step": rows_per_step,
             "model_kind": objective.kind,
+            "densified": dense_now,
             "flops_per_token": flops_per_token,
             "sampler": sampler.state_dict(),
             "ledger": ledger.to_dict(),
@@ -263,6 +283,15 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     start_step, t_start = step, time.perf_counter()
     t_window, window_tokens, last = time.perf_counter(), 0, {}
     while step < total_steps:
+        if step == dense_from and not dense_now:
+            optimizer, names = switch_to_dense(model, optimizer, new_optimizer)
+            params = [p for module in trained for p in module.parameters()]
+            flops_per_token = objective.flops_per_token(T)
+            dense_now = True
+            if main:
+                log.info(
+                    "step %d: %d monarch layers now dense (train.densify_at)", step, len(names)
+                )
         lr = lr_at(step, total_steps, tc)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -325,7 +354,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 "epoch": sampler.epochs,
                 "tokens_per_s": tok_s * world,
                 "mfu": flops_per_token * tok_s / peak,
-                "flops": flops_per_token * tokens_seen,
+                "flops": flops_done(),
             }
             if main:
                 metrics.write(row)

@@ -23,6 +23,7 @@ from thrifty.eval.finetune.tasks import Example
 from thrifty.model_kind import pooling
 from thrifty.models.heads import ClassifierHead, Pooling, pool
 from thrifty.models.transformer import Transformer
+from thrifty.runs import build_model
 
 
 class Classifier(nn.Module):
@@ -62,7 +63,7 @@ def build_classifier(
     start from the same head.
     """
     torch.manual_seed(seed)
-    backbone = Transformer(loaded.cfg.model)
+    backbone = build_model(loaded.cfg, loaded.state)
     if pretrained:
         backbone.load_state_dict(loaded.model.state_dict())
     model = Classifier(backbone, num_labels, pooling(loaded.kind), dropout)
