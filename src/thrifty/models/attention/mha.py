@@ -45,9 +45,21 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal and mask is None
-        )
-        return self.out(y.transpose(1, 2).reshape(B, T, C))
+        return self.out(attend(q, k, v, cos, sin, causal, mask))
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    causal: bool,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """RoPE'd scaled dot-product attention of (B, T, H, hd) heads, merged back to (B, T, C)."""
+    B, T, H, hd = q.shape
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+    return y.transpose(1, 2).reshape(B, T, H * hd)
