@@ -203,6 +203,9 @@ class EvalConfig:
     """Scoring backend; auto picks from the objective."""
     max_pairs_per_paradigm: int | None = bounded(None, ge=1)
     """Seeded subsample of each paradigm (None: all pairs)."""
+    pathway_samples: int = bounded(64, ge=0)
+    """Training windows whose MoE routing pathways are measured at every evaluation
+    (pathway distance and consistency; MoE models only; 0: off)."""
 
 
 @dataclass(kw_only=True)

@@ -82,7 +82,9 @@ def curves_section(runs: list[RunData]) -> Section | None:
         values = {row.get(key) for r in runs for row in r.val_rows}
         values = {v for v in values if isinstance(v, int | float)}
         # a constant (e.g. a fixed validation mask rate) says nothing
-        if key.startswith("val_") and key != "val_loss" and len(values) > 1:
+        # validation metrics, and those measured on fixed training samples (MoE pathways)
+        wanted = key.startswith(("val_", "pathway_")) and key != "val_loss"
+        if wanted and len(values) > 1:
             title = key.removeprefix("val_").replace("_", " ")
             extra.append((title, _panel(runs, key, x, validation=True)))
     section, names = Section("Learning curves"), [r.name for r in runs]

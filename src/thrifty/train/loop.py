@@ -25,6 +25,7 @@ from thrifty.data.prepare import load_manifest
 from thrifty.data.samplers import SAMPLERS
 from thrifty.data.tokens import TokenStore
 from thrifty.errors import UserError
+from thrifty.eval.pathways import moe_layers, pathway_metrics
 from thrifty.model_kind import scoring_backend
 from thrifty.models import aux
 from thrifty.models.transformer import Transformer
@@ -229,6 +230,10 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     )
 
     flops_per_token = objective.flops_per_token(T)  # e.g. ELECTRA's generator included
+    pathway_ids = None
+    if cfg.eval.pathway_samples and moe_layers(model):
+        n = min(cfg.eval.pathway_samples, train_store.num_windows(T))
+        pathway_ids = train_store.windows(range(n), T)[:, :-1].to(device)
     peak = tc.peak_flops or peak_flops(device)
     marks = word_marks() if tc.babylm_marks else []
     tokens_per_step = rows_per_step * T
@@ -385,6 +390,9 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         if (tc.eval_every and step % tc.eval_every == 0) or step == total_steps:
             val = validate(objective, valid_store, cfg, device, autocast, world)
             val.update(objective.extra_validation(autocast))  # e.g. an old domain's loss
+            if pathway_ids is not None:  # MoE routing on fixed training windows (grokking)
+                with autocast():
+                    val.update(pathway_metrics(model, pathway_ids, objective.kind == "causal"))
             if main:
                 metrics.write({"step": step, "words": ledger.words_seen, **val})
                 log.info("step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in val.items()))
