@@ -125,6 +125,40 @@ def test_gpt_bert_per_step_mix_is_one_causal_in_sixteen():
     assert sum(kinds) == 2 and kinds[15] and kinds[31]
 
 
+def test_gpt_bert_per_example_mix_follows_the_sample_not_the_batch():
+    objective = OBJECTIVES.build({"name": "gpt_bert", "mix": "per_example"}, model())
+
+    def modes(batch_size: int, n: int = 128) -> list[bool]:
+        picked = []
+        for micro in range(n // batch_size):
+            picked += objective.global_causal(Batch(windows(batch_size), micro=micro)).tolist()
+        return picked
+
+    assert modes(16) == modes(32) == modes(8)  # the same samples are causal at any batch size
+    assert 2 <= sum(modes(16)) <= 20  # about 1 in 16 of 128
+
+
+def test_gpt_bert_per_example_weights_parts_by_their_share_of_rows():
+    m = model()
+    objective = OBJECTIVES.build(
+        {"name": "gpt_bert", "mix": "per_example", "causal_fraction": 0.5}, m
+    )
+    ids = windows(B=8)
+    batch = Batch(ids, micro=3)
+    causal = objective.causal_rows(batch)
+    assert 0 < int(causal.sum()) < 8
+    out = objective(batch)
+    share = causal.float().mean().item()
+    random = objective.random(batch, "mask").select(~causal)
+    loss_c = objective.causal_part(ids[causal], None)[0].value
+    loss_m = objective.masked_part(ids[~causal], None, objective.mask_rate(0.0), random)[0].value
+    assert torch.allclose(out.loss, share * loss_c + (1 - share) * loss_m, atol=1e-6)
+    # a rank holding half of the rows sees the same global split
+    half = Batch(ids[4:], micro=3, rows=torch.arange(4, 8), global_rows=8)
+    assert torch.equal(objective.causal_rows(half), causal[4:])
+    assert set(objective(half).terms) == {"causal", "mntp"}
+
+
 def test_sample_weights_give_weighted_row_losses():
     m = model()
     objective = OBJECTIVES.build({"name": "causal_lm"}, m)

@@ -3,9 +3,12 @@
 MNTP shifts MLM by one position: the hidden state at j-1 predicts the masked token at j, so the
 causal and masked objectives share one layout and one tied head. Mixing 1 causal : 15 masked
 (the released code's ratio) either within every micro-batch (``per_batch``: the first sixteenth
-of the global micro-batch's rows are causal, the two losses weighted 1/16 and 15/16) or across
-micro-batches (``per_step``: every 16th micro-batch is causal). The mask rate anneals linearly
-from 0.30 to 0.15 over training.
+of the global micro-batch's rows are causal, the two losses weighted 1/16 and 15/16), across
+micro-batches (``per_step``: every 16th micro-batch is causal), or per example as the BabyLM
+2025 baselines mix (``per_example``: each training sample is causal with probability 1/16,
+decided by a hash of its global index, so the mix does not depend on the batch size, the world
+size or where a run resumed; each part's mean loss is weighted by its share of the micro-batch's
+rows). The mask rate anneals linearly from 0.30 to 0.15 over training.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from thrifty.objectives.base import (
     token_term,
 )
 from thrifty.objectives.masking import Masking, mask_tokens
-from thrifty.objectives.randomness import RowRandom
+from thrifty.objectives.randomness import RowRandom, sample_uniforms
 
 
 @OBJECTIVES.register("gpt_bert")
@@ -38,8 +41,9 @@ class GPTBERT(Objective):
     class Config:
         causal_fraction: float = 1 / 16
         """Share of the signal from the causal objective (paper: 1 causal : 15 masked)."""
-        mix: Literal["per_batch", "per_step"] = "per_batch"
-        """Split every micro-batch's rows, or alternate whole micro-batches."""
+        mix: Literal["per_batch", "per_step", "per_example"] = "per_batch"
+        """Split every micro-batch's rows, alternate whole micro-batches, or draw each
+        example's mode (by its global sample index)."""
         mask_rate_start: float = 0.30
         """MNTP mask rate at the start of training."""
         mask_rate_end: float = 0.15
@@ -80,10 +84,19 @@ class GPTBERT(Objective):
         hidden = self.model(corrupted[:, :-1], causal=False)
         return token_term(self.model, hidden, targets, weights, self.cfg.z_loss, reweight)
 
+    def global_causal(self, batch: Batch) -> torch.Tensor:
+        """(rows of the global micro-batch,) bool under ``per_example``: which are causal. A
+        sample's global index is micro-batch · rows + position; every rank computes them all."""
+        total = batch.total_rows
+        samples = [batch.micro * total + position for position in range(total)]
+        return sample_uniforms(self.seed, "causal", samples) < self.cfg.causal_fraction
+
     def n_causal(self, batch: Batch) -> int:
-        """Causal rows of the global micro-batch under ``per_batch``: the first
-        ``round(causal_fraction · rows)`` (at least one)."""
+        """Causal rows of the global micro-batch: under ``per_batch`` the first
+        ``round(causal_fraction · rows)`` (at least one); under ``per_example`` as drawn."""
         total, frac = batch.total_rows, self.cfg.causal_fraction
+        if self.cfg.mix == "per_example":
+            return int(self.global_causal(batch).sum())
         if frac >= 1 or frac <= 0:
             return total if frac >= 1 else 0
         return min(total, max(1, round(total * frac)))
@@ -96,18 +109,22 @@ class GPTBERT(Objective):
         if self.cfg.mix == "per_step" and 0 < frac < 1:
             period = round(1 / frac)
             return torch.full((B,), batch.micro % period == period - 1)
+        if self.cfg.mix == "per_example":
+            return self.global_causal(batch)[batch.positions()]
         return torch.tensor(batch.positions(), dtype=torch.long) < self.n_causal(batch)
 
     def __call__(self, batch: Batch) -> Output:
         rate = self.mask_rate(batch.progress)
-        frac = self.cfg.causal_fraction
         causal = self.causal_rows(batch)
+        within = self.cfg.mix in ("per_batch", "per_example")  # both parts in one micro-batch
+        n_causal = self.n_causal(batch)
+        frac = self.cfg.causal_fraction
+        if self.cfg.mix == "per_example":  # each part weighs what share of the rows it has
+            frac = n_causal / batch.total_rows
         w = batch.weights
         terms, per_row, metrics = {}, torch.zeros(len(causal)), {"mask_rate": rate}
         # Loss-based weights are normalised per part over all ranks' rows, in one gather per
         # part: a rank without rows of a part that exists globally joins it with none.
-        per_batch = self.cfg.mix == "per_batch"
-        n_causal = self.n_causal(batch)
         empty = torch.zeros(0, device=batch.ids.device)
         if causal.any():
             wc = w[causal] if w is not None else None
@@ -115,7 +132,7 @@ class GPTBERT(Objective):
             terms["causal"] = replace(term, weight=frac)
             per_row[causal] = rows.cpu()
             metrics["causal_loss"] = term.value.item()
-        elif batch.reweight is not None and per_batch and n_causal > 0:
+        elif batch.reweight is not None and within and n_causal > 0:
             batch.reweight(empty, None if w is None else w[causal])
         if not causal.all():
             wm = w[~causal] if w is not None else None
@@ -124,9 +141,9 @@ class GPTBERT(Objective):
             terms["mntp"] = replace(term, weight=1 - frac)
             per_row[~causal] = rows.cpu()
             metrics.update(mntp_loss=term.value.item(), mntp_accuracy=m["accuracy"])
-        elif batch.reweight is not None and per_batch and n_causal < batch.total_rows:
+        elif batch.reweight is not None and within and n_causal < batch.total_rows:
             batch.reweight(empty, None if w is None else w[~causal])
-        if per_batch:  # every rank reports the parts the global batch has, rows or not
+        if within:  # every rank reports the parts the global batch has, rows or not
             zero = torch.zeros((), device=batch.ids.device)
             if n_causal > 0:
                 terms.setdefault("causal", LossTerm(zero, zero, frac))

@@ -69,3 +69,10 @@ class RowRandom:
         picked = RowRandom.__new__(RowRandom)
         picked.generators = [g for g, k in zip(self.generators, keep.tolist(), strict=True) if k]
         return picked
+
+
+def sample_uniforms(seed: int, purpose: str, samples: Sequence[int]) -> torch.Tensor:
+    """One uniform in [0, 1) per global sample index, from a hash of (seed, purpose, sample):
+    the same for a sample whatever the batch size, world size or resume point."""
+    tag = zlib.crc32(purpose.encode())
+    return torch.tensor([stream_seed(seed, tag, s) / 2.0**63 for s in samples], dtype=torch.float64)
