@@ -112,6 +112,6 @@ def test_structured_weights_export_as_a_plain_llama(tmp_path, toy, linear):
 
 def test_layouts_without_a_transformers_counterpart_are_refused(tmp_path, toy):
     run = toy.build_run(tmp_path / "parallel", block={"name": "parallel"})
-    with pytest.raises(UserError, match="model.block=parallel"):
+    with pytest.raises(UserError, match="model.block=parallel .*--remote-code"):
         export_hf(run.run_dir, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()

@@ -1,9 +1,10 @@
 """``thrifty export RUN --format hf --out DIR [--remote-code]``: a folder ``transformers`` loads.
 
-Causal models export as ``LlamaForCausalLM`` (no custom code). Masked and hybrid models need
-``--remote-code``, which writes thrifty's modeling code into the folder for
-``trust_remote_code=True``; without it a masked LM is refused and a GPT-BERT model exports for
-its causal mode only.
+Causal models of the Llama layout export as ``LlamaForCausalLM`` (no custom code). Masked and
+hybrid models, and every model with another layout (``model.block=parallel``, ``model.mlp=moe``,
+``model.attention=moa``), need ``--remote-code``, which writes thrifty's modeling code into the
+folder for ``trust_remote_code=True``; without it they are refused, except that a GPT-BERT model
+of the Llama layout exports for its causal mode only.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--remote-code",
         action="store_true",
-        help="masked / hybrid models: write modeling code for trust_remote_code=True "
-        "(AutoModelForMaskedLM; also AutoModelForCausalLM for gpt_bert)",
+        help="masked / hybrid models and non-Llama layouts (parallel blocks, MoE, MoA): write "
+        "modeling code for trust_remote_code=True (AutoModelForMaskedLM; AutoModelForCausalLM "
+        "for causal and gpt_bert models)",
     )
     p.set_defaults(func=run)
     return p

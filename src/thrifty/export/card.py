@@ -30,7 +30,10 @@ def _loading(meta: dict) -> list[str]:
             "tok = AutoTokenizer.from_pretrained(folder)",
             "```",
         ]
-    auto = "AutoModelForMaskedLM" if "AutoModelForMaskedLM" in meta["auto_classes"] else "AutoModel"
+    classes = meta["auto_classes"]
+    auto = next(
+        c for c in ("AutoModelForMaskedLM", "AutoModelForCausalLM", "AutoModel") if c in classes
+    )
     lines = [
         "This folder holds thrifty's modeling code (`configuration_thrifty.py`,",
         "`modeling_thrifty.py`: torch and transformers only); read it before you trust it.",
@@ -39,7 +42,7 @@ def _loading(meta: dict) -> list[str]:
         f"from transformers import {auto}, AutoTokenizer",
         f"model = {auto}.from_pretrained(folder, trust_remote_code=True)",
     ]
-    if "AutoModelForCausalLM" in meta["auto_classes"]:
+    if auto != "AutoModelForCausalLM" and "AutoModelForCausalLM" in classes:
         lines.append(
             "causal = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)"
         )

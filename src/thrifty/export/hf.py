@@ -10,7 +10,10 @@ No custom code is needed to load the result:
 Masked and hybrid models attend bidirectionally, which ``LlamaForCausalLM`` cannot do: with
 ``remote_code=True`` (``thrifty export --remote-code``) they get thrifty's own modeling code and
 load with ``trust_remote_code=True`` (see ``remote.py``). Without it a masked LM is refused and a
-GPT-BERT model exports as ``LlamaForCausalLM`` for its causal mode only.
+GPT-BERT model exports as ``LlamaForCausalLM`` for its causal mode only. Models whose block is
+not the Llama layout (``model.block=parallel``, ``model.mlp=moe``, ``model.attention=moa``)
+have no Llama counterpart at all: they need ``remote_code=True`` whatever their kind, causal
+models included, and are refused without it.
 
 The tokenizer prepends ``<s>`` (as thrifty does in training and scoring), so ``tok(text)``
 gives the ids the model was trained on; ``add_special_tokens=False`` gives the raw BPE ids.
@@ -180,26 +183,37 @@ def _write(loaded: LoadedModel, folder: Path, backend: str | None, remote_code: 
     (folder / "README.md").write_text(model_card(meta))
 
 
-LLAMA_LAYOUT = {"block": "sequential", "attention": "mha", "mlp": "swiglu"}
+LLAMA_LAYOUT = {slot: names[0] for slot, names in remote.LAYOUT.items()}
 
 
-def _check_layout(model_cfg) -> None:
-    """Refuse block slots that neither LlamaForCausalLM nor the remote code computes."""
-    for slot, llama in LLAMA_LAYOUT.items():
+def _is_llama_layout(model_cfg) -> bool:
+    return all(getattr(model_cfg, slot)["name"] == name for slot, name in LLAMA_LAYOUT.items())
+
+
+def _check_layout(model_cfg, remote_code: bool) -> None:
+    """Refuse block slots that the chosen export does not compute: LlamaForCausalLM has only the
+    Llama layout; the remote code has the slots in ``remote.LAYOUT``."""
+    for slot, supported in remote.LAYOUT.items():
         name = getattr(model_cfg, slot)["name"]
-        if name != llama:
+        if name not in supported:
             raise UserError(
                 f"model.{slot}={name}: exporting this layout to transformers is not supported "
-                f"yet (only model.{slot}={llama} has a transformers counterpart)"
+                f"yet (model.{slot} must be one of {', '.join(supported)})"
+            )
+        if name != LLAMA_LAYOUT[slot] and not remote_code:
+            raise UserError(
+                f"model.{slot}={name} has no LlamaForCausalLM counterpart (only "
+                f"model.{slot}={LLAMA_LAYOUT[slot]}); pass --remote-code (remote_code=True) to "
+                "write modeling code that transformers loads with trust_remote_code=True"
             )
 
 
-def _check_mode(objective: str, backend: str | None, remote_code: bool) -> None:
+def _check_mode(objective: str, backend: str | None, remote_code: bool, llama: bool) -> None:
     """Refuse exports that would load but compute something else than the model learned."""
-    if remote_code and backend == "causal":
+    if remote_code and backend == "causal" and llama:
         raise UserError(
-            f"{objective!r} models load as LlamaForCausalLM without custom code; "
-            "--remote-code is for masked and hybrid models"
+            f"{objective!r} models of the Llama layout load as LlamaForCausalLM without custom "
+            "code; --remote-code is for masked and hybrid models and for other layouts"
         )
     if not remote_code and backend not in ("causal", "mntp"):
         raise UserError(
@@ -214,8 +228,10 @@ def export_hf(
 ) -> Path:
     """Write ``out`` (atomically: temp folder, then rename) from a run or checkpoint folder.
 
-    ``remote_code``: for masked and hybrid models, also write thrifty's modeling code so that
-    ``AutoModelForMaskedLM.from_pretrained(out, trust_remote_code=True)`` loads them.
+    ``remote_code``: for masked and hybrid models, and for any model whose block is not the
+    Llama layout (parallel, moe, moa), also write thrifty's modeling code so that
+    ``AutoModelForMaskedLM`` (or ``AutoModelForCausalLM``) ``.from_pretrained(out,
+    trust_remote_code=True)`` loads them.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -225,8 +241,8 @@ def export_hf(
     loaded = load_model(path, "cpu")
     objective = loaded.cfg.objective["name"]
     backend = scoring_backend(loaded.kind)
-    _check_layout(loaded.cfg.model)
-    _check_mode(objective, backend, remote_code)
+    _check_layout(loaded.cfg.model, remote_code)
+    _check_mode(objective, backend, remote_code, _is_llama_layout(loaded.cfg.model))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -8,9 +8,26 @@ imports only transformers. The fields mirror thrifty's ``ModelConfig`` under the
 - ``mask_prediction_offset``: 0 when ``logits[:, t]`` predicts the token at ``t`` (BERT-style
   masked LM: mask t, read t); 1 when it predicts the token at ``t + 1`` (GPT-BERT's masked
   next-token prediction: mask t, read t - 1, as the BabyLM ``mntp`` backend does).
+- ``block``, ``attention``, ``mlp``: the block's layout and slots, as thrifty's ``model.block``,
+  ``model.attention`` and ``model.mlp`` name them (each a dict with a ``name``; absent: the
+  Llama layout, so folders written before these fields existed load unchanged):
+
+  - ``block``: ``{"name": "sequential"}`` (pre-norm, attention then MLP) or
+    ``{"name": "parallel"}`` (attention and MLP read one shared norm);
+  - ``attention``: ``{"name": "mha"}`` or ``{"name": "moa", "experts": E, "share_kv": bool}``
+    (BAM's soft mixture of attention experts);
+  - ``mlp``: ``{"name": "swiglu"}`` or ``{"name": "moe", "experts": E, "top_k": k,
+    "intermediate_size": d_ff, "normalize_top_k": bool, "capacity_factor": float | None}``
+    (top-k routed SwiGLU experts; ``intermediate_size`` is each expert's hidden width).
 """
 
 from transformers import PretrainedConfig
+
+LAYOUT = {
+    "block": ("sequential", "parallel"),
+    "attention": ("mha", "moa"),
+    "mlp": ("swiglu", "moe"),
+}
 
 
 class ThriftyConfig(PretrainedConfig):
@@ -34,10 +51,21 @@ class ThriftyConfig(PretrainedConfig):
         bos_token_id: int = 1,
         eos_token_id: int = 2,
         tie_word_embeddings: bool = True,
+        block: dict | None = None,
+        attention: dict | None = None,
+        mlp: dict | None = None,
         **kwargs,
     ) -> None:
         if mask_prediction_offset not in (0, 1):
             raise ValueError(f"mask_prediction_offset must be 0 or 1, got {mask_prediction_offset}")
+        slots = {"block": block, "attention": attention, "mlp": mlp}
+        for slot, section in slots.items():
+            section = dict(section or {"name": LAYOUT[slot][0]})
+            if section.get("name") not in LAYOUT[slot]:
+                raise ValueError(
+                    f"{slot}: name must be one of {', '.join(LAYOUT[slot])}, got {section}"
+                )
+            setattr(self, slot, section)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size

@@ -13,6 +13,25 @@ pre-norm computed in fp32, SwiGLU MLP, no biases, a final RMSNorm and an output 
 to the embedding. Attention is bidirectional or causal per call, as in GPT-BERT (Charpentier &
 Samuel 2024), where one set of weights serves both.
 
+The block's layout and slots follow ``config.block``, ``config.attention`` and ``config.mlp``
+(absent: the Llama layout above):
+
+- ``parallel`` block: x + attn(norm(x)) + mlp(norm(x)) from one shared norm (GPT-J, PaLM), the
+  layout BAM upcycles into (Zhang et al. 2024).
+- ``moa`` attention: BAM's soft mixture of attention experts, y = Σ_i g_i(x) · Attn_i(x) with
+  g = softmax(router(x)) computed in fp32; every expert runs on every token. With ``share_kv``
+  the experts bring their own W_Q and W_O and share one W_K, W_V (``kv_proj``, rows [k; v]).
+- ``moe`` MLP: top-k routed SwiGLU experts (Switch Transformer, Fedus et al. 2022; Mixtral):
+  router softmax in fp32, the ``top_k`` largest weights (rescaled to sum to 1 when
+  ``normalize_top_k``), y = Σ over chosen experts of weight · expert(x). With a
+  ``capacity_factor`` each expert serves at most ceil(capacity_factor · T · top_k / experts)
+  tokens per row (T: the row's length, padding included), earlier positions first, and a
+  dropped assignment adds nothing. thrifty applies this cap in evaluation as well as in
+  training, so it is part of the function the model computes and is applied here too: a row's
+  logits match thrifty's ``model.eval()`` forward exactly when it is fed the same (padded) row.
+  Without a capacity factor (the default) no token is ever dropped. The training-only parts
+  (load-balance and z-losses, routing traces) are left out.
+
 What the logits mean. ``logits[:, t]`` is always the output read at position ``t``; this module
 never shifts it. ``config.mask_prediction_offset`` says which token that output predicts:
 
@@ -33,6 +52,8 @@ positions count from column 0, so pad on the right as thrifty does.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +88,20 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+def attend(q, k, v, cos, sin, causal: bool, mask: torch.Tensor | None) -> torch.Tensor:
+    """RoPE'd scaled dot-product attention of (B, T, H, hd) heads, merged back to (B, T, C)."""
+    B, T, H, hd = q.shape
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+    q, k = apply_rope(q, cos, sin).type_as(v), apply_rope(k, cos, sin).type_as(v)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+    return y.transpose(1, 2).reshape(B, T, H * hd)
+
+
+def route(x: torch.Tensor, router: nn.Linear) -> torch.Tensor:
+    """Router softmax (..., E) in fp32, as thrifty routes even under autocast or in bf16."""
+    return F.linear(x.float(), router.weight.float()).softmax(dim=-1)
+
+
 class ThriftyAttention(nn.Module):
     def __init__(self, config: ThriftyConfig) -> None:
         super().__init__()
@@ -78,18 +113,54 @@ class ThriftyAttention(nn.Module):
     def forward(self, x, cos, sin, causal: bool, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv_proj(x).view(B, T, 3, self.n_heads, C // self.n_heads).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
-        q, k = apply_rope(q, cos, sin).type_as(v), apply_rope(k, cos, sin).type_as(v)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal and mask is None
-        )
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.o_proj(attend(q, k, v, cos, sin, causal, mask))
+
+
+class ThriftyQueryExpert(nn.Module):
+    """A ``share_kv`` attention expert: its own W_Q and W_O; keys and values are shared."""
+
+    def __init__(self, config: ThriftyConfig) -> None:
+        super().__init__()
+        d = config.hidden_size
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+
+
+class ThriftyMixtureOfAttention(nn.Module):
+    """BAM's soft mixture of attention experts: every expert runs, mixed by the router."""
+
+    def __init__(self, config: ThriftyConfig) -> None:
+        super().__init__()
+        d, experts = config.hidden_size, config.attention["experts"]
+        self.n_heads = config.num_attention_heads
+        self.share_kv = bool(config.attention.get("share_kv", False))
+        self.router = nn.Linear(d, experts, bias=False)
+        if self.share_kv:
+            self.kv_proj = nn.Linear(d, 2 * d, bias=False)  # rows [k; v]
+            self.experts = nn.ModuleList(ThriftyQueryExpert(config) for _ in range(experts))
+        else:
+            self.experts = nn.ModuleList(ThriftyAttention(config) for _ in range(experts))
+
+    def forward(self, x, cos, sin, causal: bool, mask: torch.Tensor | None) -> torch.Tensor:
+        gates = route(x, self.router)  # (B, T, E)
+        if self.share_kv:
+            B, T, C = x.shape
+            heads = (B, T, self.n_heads, C // self.n_heads)
+            k, v = self.kv_proj(x).view(B, T, 2, *heads[2:]).unbind(2)
+            outputs = (
+                e.o_proj(attend(e.q_proj(x).view(heads), k, v, cos, sin, causal, mask))
+                for e in self.experts
+            )
+        else:
+            outputs = (e(x, cos, sin, causal, mask) for e in self.experts)
+        y = sum(gates[..., i : i + 1] * out for i, out in enumerate(outputs))  # (B, T, C)
+        return y.to(x.dtype)
 
 
 class ThriftyMLP(nn.Module):
-    def __init__(self, config: ThriftyConfig) -> None:
+    def __init__(self, config: ThriftyConfig, d_ff: int | None = None) -> None:
         super().__init__()
-        self.d_ff = config.intermediate_size
+        self.d_ff = d_ff or config.intermediate_size
         self.gate_up_proj = nn.Linear(config.hidden_size, 2 * self.d_ff, bias=False)
         self.down_proj = nn.Linear(self.d_ff, config.hidden_size, bias=False)
 
@@ -98,17 +169,80 @@ class ThriftyMLP(nn.Module):
         return self.down_proj(F.silu(gate) * up)
 
 
+class ThriftyMoE(nn.Module):
+    """Top-k routed SwiGLU experts; each expert runs on the tokens routed to it only."""
+
+    def __init__(self, config: ThriftyConfig) -> None:
+        super().__init__()
+        section = config.mlp
+        self.n_experts, self.top_k = section["experts"], section["top_k"]
+        self.normalize_top_k = bool(section.get("normalize_top_k", True))
+        self.capacity_factor = section.get("capacity_factor")
+        self.router = nn.Linear(config.hidden_size, self.n_experts, bias=False)
+        d_ff = section.get("intermediate_size")
+        self.experts = nn.ModuleList(ThriftyMLP(config, d_ff) for _ in range(self.n_experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        weights, chosen = route(x, self.router).topk(self.top_k, dim=-1)  # (B, T, k)
+        if self.normalize_top_k:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        kept = self._within_capacity(chosen)
+        flat, out = x.reshape(B * T, C), x.new_zeros(B * T, C)
+        chosen, weights, kept = (t.reshape(B * T, self.top_k) for t in (chosen, weights, kept))
+        for e, expert in enumerate(self.experts):
+            token, slot = ((chosen == e) & kept).nonzero(as_tuple=True)  # tokens in order
+            if token.numel():
+                h = expert(flat.index_select(0, token))  # (n_e, C)
+                out.index_add_(0, token, (h * weights[token, slot, None]).to(out.dtype))
+        return out.view(B, T, C)
+
+    def _within_capacity(self, chosen: torch.Tensor) -> torch.Tensor:
+        """(B, T, k) bool: the assignment fits its expert's per-row capacity."""
+        if self.capacity_factor is None:
+            return torch.ones_like(chosen, dtype=torch.bool)
+        T = chosen.shape[1]
+        capacity = math.ceil(self.capacity_factor * T * self.top_k / self.n_experts)
+        # A token picks an expert at most once, so its place in that expert's queue is the
+        # number of tokens up to and including it that picked the same expert.
+        picked = F.one_hot(chosen, self.n_experts).sum(dim=2)  # (B, T, E)
+        return picked.cumsum(dim=1).gather(2, chosen) <= capacity
+
+
+ATTENTIONS = {"mha": ThriftyAttention, "moa": ThriftyMixtureOfAttention}
+MLPS = {"swiglu": ThriftyMLP, "moe": ThriftyMoE}
+
+
 class ThriftyBlock(nn.Module):
+    """Sequential pre-norm block: x + attn(norm(x)), then + mlp(norm(x))."""
+
     def __init__(self, config: ThriftyConfig) -> None:
         super().__init__()
         self.input_layernorm = ThriftyRMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = ThriftyAttention(config)
+        self.self_attn = ATTENTIONS[config.attention["name"]](config)
         self.post_attention_layernorm = ThriftyRMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = ThriftyMLP(config)
+        self.mlp = MLPS[config.mlp["name"]](config)
 
     def forward(self, x, cos, sin, causal, mask):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, causal, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class ThriftyParallelBlock(nn.Module):
+    """Parallel block: attention and MLP read one shared norm, x + attn(h) + mlp(h)."""
+
+    def __init__(self, config: ThriftyConfig) -> None:
+        super().__init__()
+        self.input_layernorm = ThriftyRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = ATTENTIONS[config.attention["name"]](config)
+        self.mlp = MLPS[config.mlp["name"]](config)
+
+    def forward(self, x, cos, sin, causal, mask):
+        h = self.input_layernorm(x)
+        return x + self.self_attn(h, cos, sin, causal, mask) + self.mlp(h)
+
+
+BLOCKS = {"sequential": ThriftyBlock, "parallel": ThriftyParallelBlock}
 
 
 def attention_bias(attention_mask: torch.Tensor | None, T: int, causal: bool):
@@ -128,7 +262,7 @@ def attention_bias(attention_mask: torch.Tensor | None, T: int, causal: bool):
 class ThriftyPreTrainedModel(PreTrainedModel):
     config_class = ThriftyConfig
     base_model_prefix = "model"
-    _no_split_modules = ["ThriftyBlock"]
+    _no_split_modules = ["ThriftyBlock", "ThriftyParallelBlock"]
 
 
 class ThriftyModel(ThriftyPreTrainedModel):
@@ -137,7 +271,8 @@ class ThriftyModel(ThriftyPreTrainedModel):
     def __init__(self, config: ThriftyConfig) -> None:
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(ThriftyBlock(config) for _ in range(config.num_hidden_layers))
+        block = BLOCKS[config.block["name"]]
+        self.layers = nn.ModuleList(block(config) for _ in range(config.num_hidden_layers))
         self.norm = ThriftyRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_init()
 
