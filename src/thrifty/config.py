@@ -105,6 +105,9 @@ class DataConfig:
     """Tokens per training window (the model sees seq_len+1 ids per row for shifting)."""
     sampler: dict = field(default_factory=lambda: {"name": "uniform"})
     """Which windows the loop sees, in which order (a SAMPLERS member)."""
+    seq_len_curriculum: dict = field(default_factory=dict)
+    """Longer windows later in training, {fraction of steps: seq_len} (GPT-BERT: {0.7: 256,
+    0.9: 512}); rows per micro-batch shrink so tokens per step stay the same."""
 
 
 @dataclass(kw_only=True)

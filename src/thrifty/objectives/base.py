@@ -63,6 +63,9 @@ class Batch:
     order; None: 0..B-1 (one process)."""
     global_rows: int | None = None
     """Rows in the global micro-batch over all ranks; None: B."""
+    first_sample: int | None = None
+    """Global index (since the start of training) of the first row of the global micro-batch;
+    None: micro · total_rows, exact when every micro-batch has as many rows."""
     reweight: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
     """Loss-based sample reweighting: maps the detached per-row losses (and ``weights``) of the
     rows ``token_term`` sees to their weights (``thrifty.objectives.reweighting``)."""
@@ -76,6 +79,11 @@ class Batch:
     @property
     def total_rows(self) -> int:
         return self.ids.shape[0] if self.global_rows is None else self.global_rows
+
+    def sample_indices(self) -> list[int]:
+        """The global sample index of every row of the global micro-batch, in position order."""
+        first = self.micro * self.total_rows if self.first_sample is None else self.first_sample
+        return list(range(first, first + self.total_rows))
 
 
 @dataclass

@@ -85,10 +85,9 @@ class GPTBERT(Objective):
         return token_term(self.model, hidden, targets, weights, self.cfg.z_loss, reweight)
 
     def global_causal(self, batch: Batch) -> torch.Tensor:
-        """(rows of the global micro-batch,) bool under ``per_example``: which are causal. A
-        sample's global index is micro-batch · rows + position; every rank computes them all."""
-        total = batch.total_rows
-        samples = [batch.micro * total + position for position in range(total)]
+        """(rows of the global micro-batch,) bool under ``per_example``: which are causal, by
+        each row's global sample index; every rank computes them all."""
+        samples = batch.sample_indices()
         return sample_uniforms(self.seed, "causal", samples) < self.cfg.causal_fraction
 
     def n_causal(self, batch: Batch) -> int:

@@ -30,6 +30,7 @@ from thrifty.model_kind import scoring_backend
 from thrifty.models import aux
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
+from thrifty.objectives.randomness import stream_seed
 from thrifty.objectives.reweighting import Reweighting
 from thrifty.runs import latest_checkpoint, read_state, resolve_checkpoint
 from thrifty.train import distributed
@@ -42,9 +43,10 @@ from thrifty.train.checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from thrifty.train.curriculum import Phase, phase_at, plan_phases, samples_before
 from thrifty.train.evaluate import score_blimp, validate
 from thrifty.train.global_loss import global_loss
-from thrifty.train.metrics import MetricsLog, format_duration, peak_flops
+from thrifty.train.metrics import FlopsCount, MetricsLog, format_duration, peak_flops
 from thrifty.train.optim import build_optimizer, lr_at
 from thrifty.train.reverse_sparsification import densify_step, switch_to_dense
 from thrifty.train.schedule import plan_steps, word_marks
@@ -145,6 +147,9 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     rows_per_step = B * tc.grad_accum * world
     total_steps = plan_steps(tc, train_store.num_windows(T), rows_per_step, T, words_per_token)
     planned_epochs = total_steps * rows_per_step / train_store.num_windows(T)
+    phases = plan_phases(  # sequence-length curriculum (one phase without)
+        cfg.data.seq_len_curriculum, T, B, total_steps, cfg.model.max_seq_len
+    )
     if planned_epochs > ledger.max_epochs and main:
         log.warning(
             "this run plans %.1f epochs, above the %d-epoch rule; `thrifty audit` will flag it",
@@ -163,15 +168,22 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         distributed.broadcast_parameters(owned)
     trained = [model] if owned is None else [model, owned]
     params = [p for module in trained for p in module.parameters()]
-    sampler = SAMPLERS.build(cfg.data.sampler, train_store.num_windows(T), seed=tc.seed)
+
+    def sampler_for(phase: Phase):  # each phase samples the windows of its own length
+        seed = tc.seed if phase.index == 0 else stream_seed(tc.seed, phase.index)
+        return SAMPLERS.build(cfg.data.sampler, train_store.num_windows(phase.seq_len), seed=seed)
+
+    phase = phases[0]
+    sampler = sampler_for(phase)
+    epochs_before = 0.0  # epochs of the samplers of earlier phases
 
     def new_optimizer():
         return build_optimizer(model, tc, fused=device.type == "cuda", extra=owned)
 
     optimizer = new_optimizer()
     dense_from = densify_step(tc.densify_at, total_steps, model)  # Monarch -> dense
-    structured_flops = objective.flops_per_token(T)  # before any switch to dense
     dense_now = False
+    flops = FlopsCount(objective.flops_per_token(T))
 
     # ---- resume or start
     step, tokens_seen = 0, 0
@@ -189,7 +201,11 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         if owned is not None:
             owned.load_state_dict(load_objective_weights(ckpt))
         optimizer.load_state_dict(optim_state)
+        phase = phases[state.get("phase", 0)]  # the phase whose sampler the state holds
+        sampler = sampler_for(phase)
         sampler.load_state_dict(state["sampler"])
+        epochs_before = state.get("epochs_before", 0.0)
+        flops = FlopsCount(objective.flops_per_token(phase.seq_len), state.get("flops"))
         saved = rng["objective"]  # older checkpoints hold the generator state alone
         objective.load_state_dict(saved if isinstance(saved, dict) else {"generator": saved})
         restore_rng(rng)
@@ -215,6 +231,11 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     setup = {"seq_len": T, "device": device, "init_from": tc.init_from, "rank": rank}
     for name, words in objective.setup(**setup, world=world).items():  # e.g. a replay set
         ledger.charge_aux_model(name, words)
+    if len(phases) > 1 and objective.exposure(1, B):
+        raise UserError(  # its replayed rows are counted per micro-batch of one size
+            "data.seq_len_curriculum does not combine with an objective that replays other "
+            f"data ({cfg.objective['name']})"
+        )
     reweight = (  # loss-based sample weights from each batch's own losses (Sow et al. 2025)
         Reweighting(tc.reweight, gather=distributed.all_gather_rows, rank=rank, world=world)
         if tc.reweight.strategy != "none"
@@ -229,7 +250,6 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         MetricsLog(run_dir / "metrics.jsonl", resume_step=step if ckpt else None) if main else None
     )
 
-    flops_per_token = objective.flops_per_token(T)  # e.g. ELECTRA's generator included
     pathway_ids = None
     if cfg.eval.pathway_samples and moe_layers(model):
         n = min(cfg.eval.pathway_samples, train_store.num_windows(T))
@@ -237,13 +257,6 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     peak = tc.peak_flops or peak_flops(device)
     marks = word_marks() if tc.babylm_marks else []
     tokens_per_step = rows_per_step * T
-
-    def flops_done() -> float:
-        """Training FLOPs so far, the structured steps before a switch to dense included."""
-        if not dense_now:
-            return flops_per_token * tokens_seen
-        before = dense_from * tokens_per_step
-        return structured_flops * before + flops_per_token * (tokens_seen - before)
 
     def checkpoint(word_mark: int | None = None) -> None:
         if not main:
@@ -253,7 +266,10 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             "rows_per_step": rows_per_step,
             "model_kind": objective.kind,
             "densified": dense_now,
-            "flops_per_token": flops_per_token,
+            "flops_per_token": flops.rate,  # e.g. ELECTRA's generator included
+            "flops": flops.state_dict(),
+            "phase": phase.index,
+            "epochs_before": epochs_before,
             "sampler": sampler.state_dict(),
             "ledger": ledger.to_dict(),
             "word_mark": word_mark,
@@ -279,7 +295,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             "%d steps of %d tokens; data %s",
             model.num_params() / 1e6,
             sum(p.numel() for p in owned.parameters()) / 1e6 if owned is not None else 0.0,
-            flops_per_token / 1e6,
+            flops.rate / 1e6,
             total_steps,
             tokens_per_step,
             data_dir,
@@ -291,12 +307,22 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         if step == dense_from and not dense_now:
             optimizer, names = switch_to_dense(model, optimizer, new_optimizer)
             params = [p for module in trained for p in module.parameters()]
-            flops_per_token = objective.flops_per_token(T)
+            flops.change(objective.flops_per_token(phase.seq_len), tokens_seen)
             dense_now = True
             if main:
                 log.info(
                     "step %d: %d monarch layers now dense (train.densify_at)", step, len(names)
                 )
+        if phase_at(phases, step) != phase:  # a longer sequence-length phase begins
+            epochs_before += sampler.epochs
+            phase = phase_at(phases, step)
+            sampler = sampler_for(phase)
+            flops.change(objective.flops_per_token(phase.seq_len), tokens_seen)
+            if main:
+                log.info(
+                    "step %d: windows of %d tokens, %d rows", step, phase.seq_len, phase.batch_size
+                )
+        T, B = phase.seq_len, phase.batch_size
         lr = lr_at(step, total_steps, tc)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -313,6 +339,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 micro=step * tc.grad_accum + micro,
                 rows=torch.arange(rank * B, (rank + 1) * B),  # places in the global micro-batch
                 global_rows=B * world,
+                first_sample=samples_before(phases, step, tc.grad_accum, world) + micro * B * world,
             )
             with autocast():
                 if reweight is not None:  # weights from the batch's own losses
@@ -356,10 +383,10 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 "grad_norm": grad_norm.item(),
                 "tokens": tokens_seen,
                 "words": ledger.words_seen,
-                "epoch": sampler.epochs,
+                "epoch": epochs_before + sampler.epochs,
                 "tokens_per_s": tok_s * world,
-                "mfu": flops_per_token * tok_s / peak,
-                "flops": flops_done(),
+                "mfu": flops.rate * tok_s / peak,
+                "flops": flops.done(tokens_seen),
             }
             if main:
                 metrics.write(row)
@@ -380,7 +407,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                     tok_s * world,
                     row["mfu"],
                     ledger.words_seen / 1e6,
-                    sampler.epochs,
+                    row["epoch"],
                     format_duration(eta),
                 )
             t_window, window_tokens = time.perf_counter(), 0
@@ -425,7 +452,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         "steps": step,
         "tokens": tokens_seen,
         "words_seen": ledger.words_seen,
-        "epochs": sampler.epochs,
+        "epochs": epochs_before + sampler.epochs,
         "seconds": time.perf_counter() - t_start,
         **{k: v for k, v in last.items()},
     }

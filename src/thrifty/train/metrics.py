@@ -36,6 +36,26 @@ class MetricsLog:
         self._file.close()
 
 
+class FlopsCount:
+    """Training FLOPs so far, at a rate per token that may change during the run (a switch to
+    dense weights, a longer sequence-length phase): exact products per segment, no running sum
+    of rounded floats, so a run without changes reports rate x tokens."""
+
+    def __init__(self, rate: float, state: dict | None = None) -> None:
+        self.rate = rate
+        self.before = state["before"] if state else 0.0  # FLOPs of the finished segments
+        self.start = state["start"] if state else 0  # tokens seen when this segment began
+
+    def done(self, tokens: int) -> float:
+        return self.before + self.rate * (tokens - self.start)
+
+    def change(self, rate: float, tokens: int) -> None:
+        self.before, self.start, self.rate = self.done(tokens), tokens, rate
+
+    def state_dict(self) -> dict:
+        return {"before": self.before, "start": self.start}
+
+
 def measure_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of a square fp32 matmul on this CPU: the denominator of MFU on CPU."""
     a, b = torch.randn(n, n), torch.randn(n, n)
