@@ -33,6 +33,9 @@ MODEL_SIZES: dict[str, tuple[int, int, int]] = {
 # Block projections that `model.projections` can give their own linear parameterization.
 PROJECTION_ROLES = ("qkv", "out", "gate_up", "down")
 
+# Experiment trackers that `train.log_to` can feed (thrifty.train.tracking).
+TRACKERS = ("tensorboard", "wandb")
+
 
 @dataclass(kw_only=True)
 class ModelConfig:
@@ -67,6 +70,10 @@ class ModelConfig:
     """The block's MLP (an MLPS member)."""
     block: dict = field(default_factory=lambda: {"name": "sequential"})
     """How attention and MLP are wired (a BLOCKS member: sequential, parallel)."""
+    document_attention: bool = False
+    """Tokens attend only within their own <s>-delimited document of a packed training window
+    (GPT-BERT's block-diagonal mask). A text scored or exported as one document per sequence
+    is computed the same either way, so exports need no change."""
 
     def __post_init__(self) -> None:
         d, n_layers, n_heads = MODEL_SIZES[self.size]
@@ -186,16 +193,33 @@ class TrainConfig:
     init_from: str | None = None
     """Start from this run's (or checkpoint's) model weights with a fresh optimizer and schedule
     (continual pretraining); its ledger's words are charged as an auxiliary entry."""
+    ema_decay: float | None = bounded(None, gt=0, lt=1)
+    """Keep a moving average of the weights with this decay (GPT-BERT: 0.999), saved beside
+    each checkpoint as ema.safetensors (None: none)."""
     densify_at: float | None = bounded(None, gt=0, le=1)
     """Fraction of training after which every Monarch layer becomes its dense matrix and
     training continues dense (reverse sparsification; None: never)."""
     reweight: ReweightConfig = field(default_factory=ReweightConfig)
     """Per-sample loss weighting from the batch's own losses (off by default)."""
+    log_to: list[str] = field(default_factory=list)
+    """Experiment trackers fed every metrics.jsonl row: tensorboard, wandb (WANDB_MODE=offline
+    logs without a network); files go under the run folder. Needs `pip install 'thrifty[track]'`."""
 
     def __post_init__(self) -> None:
         limits = (self.max_steps, self.max_tokens, self.max_words, self.max_epochs)
         if all(x is None for x in limits):
             raise UserError("train: set one of max_steps, max_tokens, max_words, max_epochs")
+        if isinstance(self.log_to, str):  # `train.log_to=wandb` names a single tracker
+            self.log_to = [self.log_to]
+        if not isinstance(self.log_to, list):
+            raise UserError(f"train.log_to: expected a list of trackers, got {self.log_to!r}")
+        for name in self.log_to:
+            if name not in TRACKERS:
+                raise UserError(
+                    f"unknown tracker train.log_to={name!r}{suggest(str(name), list(TRACKERS))}; "
+                    f"choose from {', '.join(TRACKERS)}"
+                )
+        self.log_to = list(dict.fromkeys(self.log_to))  # each tracker once
 
 
 @dataclass(kw_only=True)

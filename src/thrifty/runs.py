@@ -131,6 +131,8 @@ class LoadedModel:
     cfg: RunConfig
     checkpoint: Path
     state: dict
+    weights: str = "model.safetensors"
+    """The file the weights came from (ema.safetensors: their moving average)."""
 
     @property
     def run_dir(self) -> Path:
@@ -154,16 +156,22 @@ class LoadedModel:
         return model_kind(self.state, self.cfg)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load the model of a run (latest checkpoint) or of a checkpoint folder, checksums verified."""
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", ema: bool = False
+) -> LoadedModel:
+    """Load the model of a run (latest checkpoint) or of a checkpoint folder, checksums verified;
+    ``ema``: the moving average of its weights instead (``train.ema_decay``)."""
     ckpt = resolve_checkpoint(path)
     state = read_state(ckpt)
     cfg = read_config(ckpt)
     model = build_model(cfg, state)
-    weights = load_file(str(ckpt / "model.safetensors"))
+    name = "ema.safetensors" if ema else "model.safetensors"
+    if ema and name not in state.get("files", {}):
+        raise UserError(f"{ckpt} has no {name} (the run kept no moving average: train.ema_decay)")
+    weights = load_file(str(ckpt / name))
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
-        raise UserError(f"{ckpt}/model.safetensors does not match its config.yaml: {e}") from None
+        raise UserError(f"{ckpt}/{name} does not match its config.yaml: {e}") from None
     model.to(device).eval()
-    return LoadedModel(model, cfg, ckpt, state)
+    return LoadedModel(model, cfg, ckpt, state, name)

@@ -104,3 +104,22 @@ def test_shortcuts_fall_back_to_the_full_pass_for_other_layouts():
         for t in range(6):
             logits = decoder.step(ids[:, t])
         torch.testing.assert_close(logits, model.logits(model(ids, causal=True))[:, -1])
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_document_attention_computes_each_packed_document_as_if_alone(causal):
+    from thrifty.data.tokenizer import BOS_ID
+
+    model = nano(document_attention=True).eval()
+    first = torch.tensor([[BOS_ID, 11, 12, 13, 14]])
+    second = torch.tensor([[BOS_ID, 21, 22, 23]])
+    packed = torch.cat([first, second], dim=1)
+    with torch.no_grad():
+        together = model(packed, causal=causal)
+        torch.testing.assert_close(together[:, :5], model(first, causal=causal))
+        torch.testing.assert_close(
+            together[:, 5:], model(second, causal=causal), atol=1e-5, rtol=1e-5
+        )
+        plain = nano().eval()
+        plain.load_state_dict(model.state_dict())
+        assert not torch.allclose(plain(packed, causal=causal)[:, 5:], together[:, 5:])

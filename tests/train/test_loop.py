@@ -191,3 +191,28 @@ def test_checkpoints_record_the_model_kind_and_flops(nano_cfg):
     rows = [json.loads(x) for x in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
     row = [r for r in rows if "tokens" in r][-1]
     assert loaded.state["flops_per_token"] * row["tokens"] == row["flops"]
+
+
+def test_moving_average_of_the_weights_resumes_exactly_and_loads(nano_cfg):
+    from thrifty.train.checkpoint import load_ema_weights
+
+    straight = nano_cfg("name=straight", "train.ema_decay=0.9")
+    train(straight)
+    broken = nano_cfg("name=broken", "train.ema_decay=0.9")
+    train(broken)
+    import shutil
+
+    ckpts = broken.run_dir / "checkpoints"
+    shutil.rmtree(ckpts / "step_00000020")
+    (ckpts / "latest").write_text("step_00000010")
+    train(broken, resume="auto")
+    a, b = (load_ema_weights(latest_checkpoint(r.run_dir)) for r in (straight, broken))
+    assert_same(a, b)
+    averaged, last = load_model(straight.run_dir, ema=True), load_model(straight.run_dir)
+    assert averaged.weights == "ema.safetensors"
+    w = "blocks.0.attn.qkv.weight"
+    assert not torch.equal(averaged.model.state_dict()[w], last.model.state_dict()[w])
+    plain = nano_cfg("name=plain", "train.max_steps=2")
+    train(plain)
+    with pytest.raises(UserError, match="no ema.safetensors"):
+        load_model(plain.run_dir, ema=True)

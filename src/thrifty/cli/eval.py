@@ -73,6 +73,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument(
+        "--ema",
+        action="store_true",
+        help="score the moving average of the weights (train.ema_decay)",
+    )
+    p.add_argument(
         "--max-batch-tokens",
         type=int,
         default=None,
@@ -126,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         for name in names
     }  # every folder checked before the first (possibly long) scoring run
 
-    loaded = load_model(args.run, args.device)
+    loaded = load_model(args.run, args.device, ema=args.ema)
     scorer = Scorer(loaded.model, loaded.tokenizer(), backend, args.variant, args.max_batch_tokens)
     suffix = _suffix(backend, args.variant)
     for name in names:
@@ -142,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": loaded.checkpoint.name,
             "step": loaded.state.get("step"),
             "objective": loaded.cfg.objective,
+            "weights": loaded.weights,
             "ledger": loaded.ledger(),
             "max_items_per_subtask": args.max_items,
             "seed": args.seed,

@@ -31,6 +31,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "modeling code for trust_remote_code=True (AutoModelForMaskedLM; AutoModelForCausalLM "
         "for causal and gpt_bert models)",
     )
+    p.add_argument(
+        "--ema",
+        action="store_true",
+        help="export the moving average of the weights (train.ema_decay)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -40,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
     from thrifty.export.hf import export_hf
 
-    out = export_hf(args.run, args.out, overwrite=args.overwrite, remote_code=args.remote_code)
+    out = export_hf(
+        args.run, args.out, overwrite=args.overwrite, remote_code=args.remote_code, ema=args.ema
+    )
     meta = json.loads((out / "thrifty.json").read_text())
     print(f"wrote {out} ({meta['architecture']}, step {meta['step']})")
     if meta["remote_code"]:

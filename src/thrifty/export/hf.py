@@ -166,6 +166,7 @@ def _write(loaded: LoadedModel, folder: Path, backend: str | None, remote_code: 
         "format": "thrifty-hf-export",
         "version": FORMAT_VERSION,
         "source_checkpoint": str(loaded.checkpoint.resolve()),
+        "weights": loaded.weights,
         "step": loaded.state.get("step"),
         "objective": loaded.cfg.objective,
         "scoring_backend": backend,
@@ -224,7 +225,12 @@ def _check_mode(objective: str, backend: str | None, remote_code: bool, llama: b
 
 
 def export_hf(
-    path: str | Path, out: str | Path, *, overwrite: bool = False, remote_code: bool = False
+    path: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    remote_code: bool = False,
+    ema: bool = False,
 ) -> Path:
     """Write ``out`` (atomically: temp folder, then rename) from a run or checkpoint folder.
 
@@ -238,7 +244,7 @@ def export_hf(
         raise UserError(f"{out} already exists (pass overwrite=True / --overwrite to replace it)")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
-    loaded = load_model(path, "cpu")
+    loaded = load_model(path, "cpu", ema=ema)  # ema: the moving average of the weights
     objective = loaded.cfg.objective["name"]
     backend = scoring_backend(loaded.kind)
     _check_layout(loaded.cfg.model, remote_code)

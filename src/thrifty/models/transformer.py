@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from thrifty.config import ModelConfig
+from thrifty.data.tokenizer import BOS_ID
 from thrifty.models.attention.mha import MultiHeadAttention
 from thrifty.models.block import BLOCKS
 from thrifty.models.block.sequential import SequentialBlock
@@ -39,6 +40,19 @@ def is_llama_block(block: nn.Module) -> bool:
         and isinstance(block.attn, MultiHeadAttention)
         and isinstance(block.mlp, SwiGLU)
     )
+
+
+def document_mask(ids: torch.Tensor, causal: bool, mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, 1, T, T) attention mask that keeps every token inside its own document of a packed
+    window (documents start at ``<s>``; GPT-BERT's block-diagonal mask), lower-triangular when
+    ``causal``, and-ed with ``mask``. RoPE is relative, so a document attends as if it began
+    the window."""
+    document = (ids == BOS_ID).cumsum(1)  # (B, T): index of the document each token is in
+    allowed = document[:, :, None] == document[:, None, :]  # (B, T, T) query x key
+    if causal:
+        allowed &= torch.ones_like(allowed[0]).tril()
+    allowed = allowed[:, None]
+    return allowed if mask is None else allowed & mask
 
 
 class Transformer(nn.Module):
@@ -87,6 +101,8 @@ class Transformer(nn.Module):
         mask = None
         if padding is not None and not causal:
             mask = padding[:, None, None, :]  # (B, 1, 1, T), True = may attend
+        if self.cfg.document_attention:
+            mask = document_mask(ids, causal, mask)
         x = self.embed(ids)
         for block in self.blocks:
             x = block(x, cos, sin, causal, mask)

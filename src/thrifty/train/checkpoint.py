@@ -30,6 +30,7 @@ from thrifty.errors import UserError
 from thrifty.runs import CHECKPOINTS, LATEST, read_config, read_state, sha256_file
 
 OBJECTIVE_WEIGHTS = "objective.safetensors"
+EMA_WEIGHTS = "ema.safetensors"  # the moving average of the model's weights (train.ema_decay)
 TMP = ".tmp"  # a checkpoint being written
 OLD = ".old"  # the previous copy of a step being re-saved, while the new one is swapped in
 
@@ -81,10 +82,12 @@ def save_checkpoint(
     config_yaml: str,
     keep_last: int,
     objective_state: dict[str, torch.Tensor] | None = None,
+    ema_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write checkpoint ``step`` atomically, point ``latest`` at it, prune old ones.
 
-    ``objective_state``: weights of the objective's own networks, saved as objective.safetensors.
+    ``objective_state``: weights of the objective's own networks, saved as objective.safetensors;
+    ``ema_state``: the moving average of the model's weights, saved as ema.safetensors.
     A full disk is a UserError naming the folder; the previous checkpoint stays as it was.
     """
     root = Path(run_dir) / CHECKPOINTS
@@ -93,7 +96,11 @@ def save_checkpoint(
     tmp = root / (step_name(step) + TMP)
     try:
         shutil.rmtree(tmp, ignore_errors=True)
-        files = {"model.safetensors": model_state, OBJECTIVE_WEIGHTS: objective_state}
+        files = {
+            "model.safetensors": model_state,
+            OBJECTIVE_WEIGHTS: objective_state,
+            EMA_WEIGHTS: ema_state,
+        }
         _write_folder(tmp, files, optim_state, rng, {**state, "step": step}, config_yaml)
         if final.exists():  # re-saving a step after resume: swap the new copy in
             _swap_in(tmp, final)
@@ -251,6 +258,16 @@ def load_training_state(ckpt: Path) -> tuple[dict, dict, dict]:
     optim_state = torch.load(ckpt / "optim.pt", weights_only=True, map_location="cpu")
     rng = torch.load(ckpt / "rng.pt", weights_only=True)
     return state, optim_state, rng
+
+
+def load_ema_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The moving average of the model's weights in a checkpoint (``train.ema_decay``)."""
+    if EMA_WEIGHTS not in read_state(ckpt, verify=False).get("files", {}):
+        raise UserError(
+            f"{ckpt} has no {EMA_WEIGHTS}: the run kept no moving average (train.ema_decay), "
+            "or changed train.ema_decay since"
+        )
+    return load_file(str(ckpt / EMA_WEIGHTS))
 
 
 def load_objective_weights(ckpt: Path) -> dict[str, torch.Tensor]:

@@ -36,6 +36,7 @@ from thrifty.runs import latest_checkpoint, read_state, resolve_checkpoint
 from thrifty.train import distributed
 from thrifty.train.checkpoint import (
     check_same_model,
+    load_ema_weights,
     load_objective_weights,
     load_training_state,
     remove_stale,
@@ -44,12 +45,14 @@ from thrifty.train.checkpoint import (
     save_checkpoint,
 )
 from thrifty.train.curriculum import Phase, phase_at, plan_phases, samples_before
+from thrifty.train.ema import WeightAverage
 from thrifty.train.evaluate import score_blimp, validate
 from thrifty.train.global_loss import global_loss
 from thrifty.train.metrics import FlopsCount, MetricsLog, format_duration, peak_flops
 from thrifty.train.optim import build_optimizer, lr_at
 from thrifty.train.reverse_sparsification import densify_step, switch_to_dense
 from thrifty.train.schedule import plan_steps, word_marks
+from thrifty.train.tracking import open_sinks
 
 log = logging.getLogger("thrifty.train")
 
@@ -112,6 +115,11 @@ def start_from(
 
 def train(cfg: RunConfig, resume: str | None = None) -> dict:
     """Train ``cfg`` (optionally resuming) and return a summary of the finished run."""
+    with contextlib.ExitStack() as closing:  # metrics.jsonl and trackers, also on an error
+        return _train(cfg, resume, closing)
+
+
+def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) -> dict:
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -184,6 +192,12 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     dense_from = densify_step(tc.densify_at, total_steps, model)  # Monarch -> dense
     dense_now = False
     flops = FlopsCount(objective.flops_per_token(T))
+    if tc.ema_decay and dense_from is not None:
+        raise UserError(
+            "train.ema_decay and train.densify_at do not combine (the average "
+            "would mix Monarch factors and dense weights)"
+        )
+    ema = WeightAverage(model, tc.ema_decay) if tc.ema_decay else None
 
     # ---- resume or start
     step, tokens_seen = 0, 0
@@ -200,6 +214,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
         if owned is not None:
             owned.load_state_dict(load_objective_weights(ckpt))
+        if ema is not None:
+            ema.load_state_dict(load_ema_weights(ckpt))
         optimizer.load_state_dict(optim_state)
         phase = phases[state.get("phase", 0)]  # the phase whose sampler the state holds
         sampler = sampler_for(phase)
@@ -246,9 +262,11 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
     if main:
         write_text_atomic(run_dir / "config.yaml", config_yaml)
         shutil.copyfile(data_dir / "tokenizer.json", run_dir / "tokenizer.json")
-    metrics = (
-        MetricsLog(run_dir / "metrics.jsonl", resume_step=step if ckpt else None) if main else None
-    )
+    kept_step = step if ckpt else None  # metrics.jsonl and the trackers drop rows past it
+    metrics = None
+    if main:
+        sinks = open_sinks(cfg, ledger.to_dict(), kept_step)  # fed the metrics.jsonl rows
+        metrics = closing.enter_context(MetricsLog(run_dir / "metrics.jsonl", kept_step, sinks))
 
     pathway_ids = None
     if cfg.eval.pathway_samples and moe_layers(model):
@@ -281,6 +299,7 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
             step,
             model_state=model.state_dict(),
             objective_state=owned.state_dict() if owned is not None else None,
+            ema_state=ema.state_dict() if ema is not None else None,
             optim_state=optimizer.state_dict(),
             rng=rng,
             state=state,
@@ -365,6 +384,8 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf"))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(model)
         step += 1
         words_before = ledger.words_seen
         tokens_seen += tokens_per_step
@@ -443,9 +464,9 @@ def train(cfg: RunConfig, resume: str | None = None) -> dict:
                 cfg.objective["name"],
             )
         else:
-            last.update(score_blimp(cfg, model, backend, ledger))
-    if metrics:
-        metrics.close()
+            blimp = score_blimp(cfg, model, backend, ledger)
+            metrics.write({"step": step, "words": ledger.words_seen, **blimp})
+            last.update(blimp)
     distributed.shutdown()
     return {
         "run_dir": str(run_dir),
