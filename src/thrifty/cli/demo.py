@@ -3,14 +3,23 @@
 The main job in small: everything a BabyLM-style experiment does, end to end, on a laptop CPU.
 Data comes from ``--data`` or ``THRIFTY_DATA`` (a folder with ``babylm/`` text and ``blimp/``
 jsonl), or, online with thrifty[hf] installed, from the Hugging Face Hub into a local cache.
+
+It shows what training moved: the validation loss and BLiMP on the same pairs before the first
+step (the very weights the run starts from) and after the last, with the difference and its
+95% binomial interval, and writes the HTML report of the run. Unless ``--steps`` is given, the
+number of steps is sized from a quick measurement of this machine's matmul speed so that the
+whole demo stays under ten minutes; the output says what it measured and chose.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from thrifty.cli.numbers import parse_count
@@ -39,8 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("thrifty-demo"), help="work folder")
     p.add_argument("--budget-words", type=parse_count, default=1_000_000)
-    # 250 steps keep the whole demo near 7 minutes on two AVX2-only cores (about 4 with AVX-512)
-    p.add_argument("--steps", type=int, default=250, help="optimizer steps of 32×128 tokens")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimizer steps of 32×128 tokens (default: sized from this machine's speed)",
+    )
     p.add_argument(
         "--blimp-pairs", type=int, default=100, help="pairs per BLiMP paradigm (max 1000)"
     )
@@ -67,14 +80,52 @@ def training_sources(babylm: Path) -> list[str]:
     return sorted(str(p) for p in babylm.iterdir() if p.name != "heldout")
 
 
+# Seconds of training the sized demo aims at: with preparing, scoring twice and the report it
+# stays under ten minutes on two cores.
+TRAIN_SECONDS = 330
+# Share of the measured matmul peak a mini training step reaches on CPU (0.5-0.75 measured, see
+# BENCHMARKS.md); the lower end, so a slow machine is not under-estimated.
+EXPECTED_MFU = 0.45
+STEP_TOKENS = 32 * 128
+
+
+def sized_steps(flops_per_token: float) -> tuple[int, str]:
+    """Steps that fit ``TRAIN_SECONDS`` on this machine, and a line that says how they were
+    chosen."""
+    from thrifty.train.metrics import measure_matmul_peak
+
+    peak = measure_matmul_peak(n=1024, repeats=3)
+    tokens_per_s = EXPECTED_MFU * peak / flops_per_token
+    steps = int(min(max(TRAIN_SECONDS * tokens_per_s / STEP_TOKENS, 60), 500))
+    why = (
+        f"sized {steps} steps: matmul peak {peak / 1e9:.0f} GFLOP/s measured, "
+        f"~{tokens_per_s:,.0f} tokens/s expected, ~{TRAIN_SECONDS // 60} min of training"
+    )
+    return steps, why
+
+
+def interval(before: float, after: float, n: int) -> float:
+    """Half-width of the 95% interval of a difference of two accuracies over ``n`` items each
+    (binomial standard errors added in quadrature)."""
+    var = before * (1 - before) / n + after * (1 - after) / n
+    return 1.96 * math.sqrt(var)
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from thrifty.analysis.report import build_report
     from thrifty.config import load_config
     from thrifty.data.budget import Ledger
     from thrifty.data.prepare import prepare
+    from thrifty.data.tokenizer import load_tokenizer
+    from thrifty.data.tokens import TokenStore, load_manifest
     from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
     from thrifty.jsonl import read_jsonl
+    from thrifty.objectives import OBJECTIVES
     from thrifty.runs import load_model
-    from thrifty.train.loop import train
+    from thrifty.train.evaluate import validate
+    from thrifty.train.loop import initial_model, train
 
     started = time.perf_counter()
     data = find_data(args.data)
@@ -84,34 +135,59 @@ def run(args: argparse.Namespace) -> int:
         prepare(sources, prepared, budget_words=args.budget_words, vocab_size=8192)
     t_prepared = time.perf_counter()
 
-    every = max(args.steps // 3, 1)
-    cfg = load_config(
-        None,
-        [
+    def demo_config(steps: int):
+        every = max(steps // 3, 1)
+        overrides = [
             *DEMO_RECIPE,
             f"data.path={prepared}",
             f"runs_dir={args.out / 'runs'}",
             "name=mini-gptbert",
-            f"train.max_steps={args.steps}",
+            f"train.max_steps={steps}",
             f"train.eval_every={every}",
             f"train.checkpoint_every={every}",
-        ],
-    )
+        ]
+        cfg = load_config(None, overrides)
+        vocab = load_manifest(prepared)["vocab_size"]
+        return replace(cfg, model=replace(cfg.model, vocab_size=vocab))
+
+    cfg = demo_config(args.steps or 1)
+    start = initial_model(cfg)  # the weights the run starts from
+    objective = OBJECTIVES.build(cfg.objective, start, seed=cfg.train.seed)
+    sizing = None
+    steps = args.steps
+    if steps is None:
+        steps, sizing = sized_steps(objective.flops_per_token(cfg.data.seq_len))
+        print(sizing)
+    cfg = demo_config(steps)
+
+    def blimp_of(model) -> dict:
+        return evaluate_minimal_pairs(
+            model,
+            tokenizer,
+            data / "blimp",
+            backend="causal",
+            max_pairs_per_paradigm=args.blimp_pairs,
+        )
+
+    tokenizer = load_tokenizer(prepared / "tokenizer.json")
+    valid = TokenStore(prepared, "valid")
+    before_loss = validate(objective, valid, cfg, torch.device("cpu"), contextlib.nullcontext)
+    before = blimp_of(start.eval())
+    t_before = time.perf_counter()
+
     train(cfg, resume="auto")
     t_trained = time.perf_counter()
 
     loaded = load_model(cfg.run_dir)
-    blimp = evaluate_minimal_pairs(
-        loaded.model,
-        loaded.tokenizer(),
-        data / "blimp",
-        backend="causal",
-        max_pairs_per_paradigm=args.blimp_pairs,
-    )
+    blimp = blimp_of(loaded.model)
     (cfg.run_dir / "eval").mkdir(exist_ok=True)
     (cfg.run_dir / "eval" / "blimp_causal.json").write_text(
         json.dumps({**blimp, "ledger": loaded.ledger()})
     )
+    try:
+        report = build_report([cfg.run_dir], args.out / "report.html")["html"]
+    except UserError as e:  # matplotlib missing: the demo's numbers stand without the page
+        report = f"not written ({e})"
     t_scored = time.perf_counter()
 
     rows = read_jsonl(cfg.run_dir / "metrics.jsonl")
@@ -129,14 +205,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"throughput: {speed['tokens_per_s']:.0f} tokens/s, MFU {speed['mfu']:.2f}")
     print(f"\nBLiMP ({blimp['n_pairs']} pairs, causal scoring, ties count as wrong):")
     for term, acc in sorted(blimp["phenomena"].items(), key=lambda kv: -kv[1]):
-        print(f"  {term:<40} {100 * acc:5.1f}")
+        was = before["phenomena"][term]
+        print(f"  {term:<40} {100 * acc:5.1f}  (before training {100 * was:.1f})")
     print(f"  {'macro average over paradigms':<40} {100 * blimp['macro']:5.1f}")
+    n = blimp["n_pairs"]
+    moved = blimp["macro"] - before["macro"]
+    print("\nwhat training moved (before the first step -> after the last):")
+    val_after = val_rows[-1] if val_rows else {}
+    for key, value in before_loss.items():
+        if key.endswith("loss") and key in val_after:
+            after = val_after[key]
+            print(f"  {key[4:]:<12} {value:.3f} -> {after:.3f} ({after - value:+.3f})")
+    half = interval(before["macro"], blimp["macro"], n)
+    print(
+        f"  BLiMP macro  {100 * before['macro']:.1f}% -> {100 * blimp['macro']:.1f}% "
+        f"({100 * moved:+.1f} points, 95% interval ±{100 * half:.1f})"
+    )
     print("\nledger:")
     for line in Ledger.load(cfg.run_dir / "ledger.json").summary_lines():
         print("  " + line)
     print(
-        f"\nwall time: prepare {t_prepared - started:.0f}s, train {t_trained - t_prepared:.0f}s, "
-        f"BLiMP {t_scored - t_trained:.0f}s, total {t_scored - started:.0f}s"
+        f"\nwall time: prepare {t_prepared - started:.0f}s, before training "
+        f"{t_before - t_prepared:.0f}s, train {t_trained - t_before:.0f}s, BLiMP and report "
+        f"{t_scored - t_trained:.0f}s, total {t_scored - started:.0f}s"
     )
+    if sizing:
+        print(sizing)
     print(f"run folder: {cfg.run_dir}  (try: thrifty audit {cfg.run_dir})")
+    print(f"report: {report}")
     return 0

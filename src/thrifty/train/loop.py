@@ -84,6 +84,13 @@ def resume_point(cfg: RunConfig, resume: str | None, create: bool) -> Path | Non
     return check_same_model(existing, cfg)
 
 
+def initial_model(cfg: RunConfig) -> Transformer:
+    """The untrained network a fresh run of ``cfg`` starts from (model.vocab_size set): the same
+    weights for the same train.seed, so "before training" can be measured outside the loop."""
+    torch.manual_seed(cfg.train.seed)
+    return Transformer(cfg.model)
+
+
 def start_from(
     init_from: str, model: Transformer, manifest: dict, load: bool
 ) -> tuple[Path, Ledger]:
@@ -166,8 +173,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         )
 
     # ---- model, objective, sampler, optimizer
-    torch.manual_seed(tc.seed)
-    model = Transformer(cfg.model).to(device)
+    model = initial_model(cfg).to(device)
     distributed.broadcast_parameters(model)
     forward_model = torch.compile(model) if tc.compile else model
     objective = OBJECTIVES.build(cfg.objective, forward_model, seed=tc.seed)
