@@ -72,6 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="also write per-item scores: a .jsonl file (one task) or a folder (several)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar over the tasks")
     p.add_argument(
         "--ema",
         action="store_true",
@@ -108,6 +109,7 @@ def _suffix(backend: str, variant: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from thrifty.eval import EVAL_TASKS, Scorer, format_table, task_folder, task_names
+    from thrifty.progress import tracked
     from thrifty.runs import load_model, model_kind, read_config, read_state, resolve_checkpoint
 
     names = task_names(args.task)
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.run, args.device, ema=args.ema)
     scorer = Scorer(loaded.model, loaded.tokenizer(), backend, args.variant, args.max_batch_tokens)
     suffix = _suffix(backend, args.variant)
-    for name in names:
+    for name in tracked(names, "eval", enabled=len(names) > 1 and not args.quiet):
         task = EVAL_TASKS.build({"name": name, **section})
         items = Path(args.items) if args.items else None
         if items is not None and len(names) > 1:

@@ -52,6 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--random-init", action="store_true", help="fresh weights of the same architecture"
     )
     p.add_argument("--out", help="result JSON (default: <run>/eval/finetune_<task>.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar over seeds and epochs")
     add_training_args(p)
     p.set_defaults(func=run)
     return p
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         out=args.out,
+        progress=not args.quiet,
     )
     metric = result["metric"]
     for row in result["per_seed"]:

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from thrifty.atomic import write_text_atomic
 from thrifty.jsonl import read_jsonl
 
+if TYPE_CHECKING:
+    from thrifty.train.tracking import Sink
+
 
 class MetricsLog:
     """Append-only JSON lines; on resume, rows past the checkpoint step are dropped first.
 
     A run killed mid-write leaves a torn last line; resume drops it with the other rows past the
-    checkpoint (see thrifty.jsonl).
+    checkpoint (see thrifty.jsonl). Every row also goes to the ``sinks`` (experiment trackers,
+    thrifty.train.tracking), which are closed with the log.
     """
 
-    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+    def __init__(
+        self, path: Path, resume_step: int | None = None, sinks: Sequence[Sink] = ()
+    ) -> None:
         self.path = Path(path)
         if resume_step is not None and self.path.is_file():
             kept = [row for row in read_jsonl(self.path) if row.get("step", 0) <= resume_step]
@@ -27,13 +35,25 @@ class MetricsLog:
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self._file = open(self.path, "a")
+        self.sinks = list(sinks)
 
     def write(self, row: dict) -> None:
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
+        for sink in self.sinks:
+            sink.write(row)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """``failed``: training stopped with an error (W&B marks the run failed)."""
         self._file.close()
+        for sink in self.sinks:
+            sink.close(failed)
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(failed=exc_type is not None)
 
 
 class FlopsCount:

@@ -23,6 +23,7 @@ from thrifty.eval.finetune.subsample import stratified_subsample
 from thrifty.eval.finetune.tasks import data_root as resolve_root
 from thrifty.eval.finetune.tasks import get_task, read_split
 from thrifty.eval.finetune.trainer import Settings, fit
+from thrifty.progress import progress_bar
 
 
 def input_length(loaded, requested: int | None) -> int:
@@ -61,12 +62,14 @@ def finetune_task(
     settings: Settings | None = None,
     out: str | Path | None = None,
     write: bool = True,
+    progress: bool = False,
 ) -> dict:
     """Fine-tune the latest checkpoint of ``run_path`` (or a checkpoint folder) on ``task``.
 
     ``settings`` (a :class:`Settings`) replaces the individual knobs when given.
     ``max_train_examples`` takes a seeded class-stratified subsample (the same for every seed).
     Writes ``<run>/eval/finetune_<task>.json`` (or ``out``) unless ``write`` is False.
+    ``progress``: a bar over seeds and epochs on a terminal (thrifty.progress).
     """
     from thrifty.runs import load_model
 
@@ -96,20 +99,22 @@ def finetune_task(
     valid = encode(tokenizer, valid_examples, s.max_seq_len)
 
     per_seed = []
-    for seed in seeds:
-        start = time.perf_counter()
-        model = build_classifier(
-            loaded, spec.num_labels, pretrained=pretrained, seed=seed, dropout=s.dropout
-        )
-        result = fit(
-            model, train, valid, s, seed=seed, select=spec.metric, metrics=spec.metrics,
-            tag=f"{task} seed {seed}: ",
-        )  # fmt: skip
-        row = {"seed": seed, **{m: result.best[m] for m in spec.metrics}}
-        row |= {"valid_loss": result.best["valid_loss"], "best_epoch": result.best_epoch}
-        row |= {"epochs_run": result.epochs_run, "seconds": time.perf_counter() - start}
-        row["history"] = result.history
-        per_seed.append(row)
+    with progress_bar(f"finetune {task}", len(seeds) * s.max_epochs, progress) as advance:
+        for seed in seeds:
+            start = time.perf_counter()
+            model = build_classifier(
+                loaded, spec.num_labels, pretrained=pretrained, seed=seed, dropout=s.dropout
+            )
+            result = fit(
+                model, train, valid, s, seed=seed, select=spec.metric, metrics=spec.metrics,
+                tag=f"{task} seed {seed}: ", on_epoch=advance,
+            )  # fmt: skip
+            advance(s.max_epochs - result.epochs_run)  # the epochs early stopping skipped
+            row = {"seed": seed, **{m: result.best[m] for m in spec.metrics}}
+            row |= {"valid_loss": result.best["valid_loss"], "best_epoch": result.best_epoch}
+            row |= {"epochs_run": result.epochs_run, "seconds": time.perf_counter() - start}
+            row["history"] = result.history
+            per_seed.append(row)
     mean, std = mean_std(per_seed, list(spec.metrics))
     model_pooling = model.pooling
     output = {

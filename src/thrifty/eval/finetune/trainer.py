@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,8 +134,10 @@ def fit(
     select: str,
     metrics: tuple[str, ...] | list[str],
     tag: str = "",
+    on_epoch: Callable[[], None] | None = None,
 ) -> Fit:
-    """Fine-tune ``model`` in place; on return it holds the weights of the best epoch."""
+    """Fine-tune ``model`` in place; on return it holds the weights of the best epoch.
+    ``on_epoch`` is called after each epoch (a progress bar)."""
     if not len(train) or not len(valid):
         raise ValueError("fine-tuning needs training and validation examples")
     s = settings
@@ -175,6 +178,8 @@ def fit(
             tag, epoch, s.max_epochs, row["train_loss"], row["valid_loss"], select,
             row[select], best_key[0], best_epoch, time.perf_counter() - start,
         )  # fmt: skip
+        if on_epoch is not None:
+            on_epoch()
         if epoch - best_epoch >= s.patience:
             break
     model.load_state_dict(best_state)
