@@ -18,12 +18,15 @@ def build_parser() -> argparse.ArgumentParser:
         ensemble,
         export,
         finetune,
+        grokking_task,
         label_efficiency,
         prepare,
         scaling,
         soup,
+        submit,
         sweep,
         train,
+        upcycle,
     )
     from thrifty.cli import eval as eval_cmd
     from thrifty.cli import report as report_cmd
@@ -51,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         distill,
         scaling,
         soup,
+        upcycle,
+        grokking_task,
+        submit,
     ):
         module.add_parser(sub)
     return parser

@@ -191,6 +191,13 @@ def _is_llama_layout(model_cfg) -> bool:
     return all(getattr(model_cfg, slot)["name"] == name for slot, name in LLAMA_LAYOUT.items())
 
 
+def needs_remote_code(model_cfg, kind: str) -> bool:
+    """Whether only the remote-code export computes the model as it was trained: every kind but
+    causal attends bidirectionally (GPT-BERT in its masked mode too), and layouts other than
+    Llama's have no LlamaForCausalLM counterpart."""
+    return scoring_backend(kind) != "causal" or not _is_llama_layout(model_cfg)
+
+
 def _check_layout(model_cfg, remote_code: bool) -> None:
     """Refuse block slots that the chosen export does not compute: LlamaForCausalLM has only the
     Llama layout; the remote code has the slots in ``remote.LAYOUT``."""
