@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,24 +16,47 @@ from thrifty.eval import EVAL_TASKS
 from thrifty.runs import model_kind
 
 
-def test_all_tasks_write_uniform_results(task_run, shared_data, tmp_path, capsys):
+def test_all_tasks_write_uniform_results(task_run, shared_data, tmp_path, capsys, caplog):
     items = tmp_path / "items"
     argv = ["eval", str(task_run.run_dir), "--task", "all", "--data-root", str(shared_data),
             "--backend", "causal", "--max-items-per-subtask", "1",
             "--items", str(items)]  # fmt: skip
-    assert main(argv) == 0
+    with caplog.at_level("INFO", logger="thrifty.eval"):
+        assert main(argv) == 0
     out = capsys.readouterr().out
-    for name in EVAL_TASKS.names():
+    # EWoK may not be redistributed: absent from the shared data, so left out with one line.
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["ewok skipped"]
+    assert not (task_run.run_dir / "eval" / "ewok_causal.json").exists()
+    layout = task_run.run_dir / "eval" / "results" / task_run.run_dir.name / "main" / "zero_shot"
+    for name in [n for n in EVAL_TASKS.names() if n != "ewok"]:
         saved = json.loads((task_run.run_dir / "eval" / f"{name}_causal.json").read_text())
         assert saved["task"] == name and saved["backend"] == "causal"
         assert saved["step"] == task_run.step and saved["ledger"]["budget_words"] == 1000
         assert saved["max_items_per_subtask"] == 1 and saved["macro"] == saved["score"]
-        assert saved["score"] is None if name == "wug" else 0 <= saved["score"] <= 1
+        undefined = name in ("wug", "reading")  # rho of one item, a fit of one sentence
+        assert saved["score"] is None if undefined else 0 <= saved["score"] <= 1
         assert all(set(v) == {"score", "n"} for v in saved["subtasks"].values())
         assert (items / f"{name}_causal.items.jsonl").is_file()
         assert f"{name}_causal.json" in out
+        pipeline = Path(saved["pipeline_results"])
+        assert pipeline.is_relative_to(layout / "causal") and any(pipeline.iterdir())
     wug = json.loads((task_run.run_dir / "eval" / "wug_causal.json").read_text())
-    assert wug["metric"] == "spearman" and wug["n_items"] == 1  # rho of one item: undefined
+    assert wug["metric"] == "spearman" and wug["n_items"] == 1
+    assert (layout / "causal" / "blimp" / "blimp_filtered" / "predictions.json").is_file()
+    assert (layout / "causal" / "wug_adj" / "wug_adj_nominalization" / "predictions.json").is_file()
+    assert (layout / "causal" / "reading" / "report.txt").is_file()
+
+
+def test_pipeline_layout_revision_and_root(task_run, shared_data, tmp_path):
+    data = shared_data / "babylm_eval" / "full_eval" / "wug_adj_nominalization"
+    ckpt = task_run.run_dir / "checkpoints" / f"step_{task_run.step:08d}"
+    base = ["eval", "--task", "wug", "--data", str(data), "--backend", "causal",
+            "--max-items-per-subtask", "3", "--results-dir", str(tmp_path / "r")]  # fmt: skip
+    assert main([base[0], str(ckpt), *base[1:], "--revision", "chck_1M"]) == 0
+    run = task_run.run_dir.name
+    assert (tmp_path / "r" / run / "chck_1M" / "zero_shot" / "causal" / "wug_adj").is_dir()
+    assert main([base[0], str(ckpt), *base[1:]]) == 0  # the latest checkpoint: "main"
+    assert (tmp_path / "r" / run / "main" / "zero_shot" / "causal" / "wug_adj").is_dir()
 
 
 def test_auto_backend_variant_and_single_file_outputs(task_run, shared_data, tmp_path):
@@ -97,6 +121,8 @@ def test_bad_requests_exit_2(task_run, shared_data, tmp_path, monkeypatch, capsy
         (["--task", "wugg"], "did you mean 'wug'"),
         (["--task", "wug"], "--data-root DIR"),
         (["--task", "wug", "--data-root", str(tmp_path)], "tried"),
+        (["--task", "ewok", "--data-root", str(shared_data)], "ewok_filtered"),
+        (["--task", "ewok", "--data-root", str(shared_data)], "--data DIR"),
         (["--backend", "causal", "--variant", "within_word_l2r"], "mlm and mntp"),
         (["--max-batch-tokens", "0", "--data", str(shared_data / "blimp")], ">= 1"),
     ]

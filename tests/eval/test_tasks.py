@@ -10,13 +10,13 @@ import math
 import pytest
 
 from thrifty.errors import UserError
-from thrifty.eval import EVAL_TASKS, Scorer, task_folder, task_names
+from thrifty.eval import EVAL_TASKS, Scorer, task_folder, task_folders, task_names
 from thrifty.eval.entity_tracking import split_prefix
 from thrifty.eval.scoring import score_sentences
 from thrifty.eval.wug import average_ranks, spearman
 
-NAMES = ["blimp", "blimp_fast", "blimp_filtered", "blimp_supplement", "entity_tracking",
-         "supplement_fast", "wug"]  # fmt: skip
+NAMES = ["blimp", "blimp_fast", "blimp_filtered", "blimp_supplement", "entity_tracking", "ewok",
+         "reading", "supplement_fast", "wug"]  # fmt: skip
 SUPPLEMENT = {"hypernym": 842, "qa_congruence_easy": 64, "qa_congruence_tricky": 165,
               "subject_aux_inversion": 3867, "turn_taking": 280}  # fmt: skip
 UNIFORM = {"task", "data", "backend", "variant", "metric", "score", "macro", "subtasks",
@@ -45,12 +45,24 @@ def build(name, **cfg):
     return EVAL_TASKS.build({"name": name, **cfg})
 
 
-def test_registry_members_and_their_real_folders(shared_data):
+def test_registry_members_and_their_real_folders(shared_data, caplog):
     assert EVAL_TASKS.names() == NAMES
     for name in NAMES:
+        if name == "ewok":  # not redistributable, so never in the shared data
+            with pytest.raises(UserError, match="ewok_filtered.*terms of use"):
+                task_folder(name, shared_data, None)
+            continue
         folder = task_folder(name, shared_data, None)
         assert folder == shared_data / EVAL_TASKS.get(name).default_subdir and folder.is_dir()
     assert task_names("all") == NAMES
+    with caplog.at_level("INFO", logger="thrifty.eval"):
+        folders = task_folders(NAMES, shared_data, None, skip_missing=True)
+    assert list(folders) == [n for n in NAMES if n != "ewok"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ewok skipped: no data ({shared_data / EVAL_TASKS.get('ewok').default_subdir})"
+    ]
+    with pytest.raises(UserError, match="no data for task 'ewok'"):
+        task_folders(["wug", "ewok"], shared_data, None)
     assert task_names("wug, blimp,wug") == ["wug", "blimp"]
     with pytest.raises(UserError, match="did you mean 'entity_tracking'"):
         task_names("entity_traking")

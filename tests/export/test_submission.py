@@ -131,7 +131,11 @@ def test_main_holds_ledger_rule_check_results_and_card(trained, submitted):
     assert (submitted / "ledger.json").read_text() == (trained / "ledger.json").read_text()
     audit = json.loads((submitted / "audit.json").read_text())
     assert audit["verdict"] == "pass" and audit["violations"] == []
-    assert sorted(p.name for p in (submitted / "results").iterdir()) == ["blimp_causal.json"]
+    assert sorted(p.name for p in (submitted / "results").iterdir()) == [
+        "blimp_causal.json",
+        "pipeline",  # what `thrifty eval` wrote in the 2025 pipeline's layout
+    ]
+    assert list((submitted / "results" / "pipeline").rglob("best_temperature_report.txt"))
     info = json.loads((submitted / "submission.json").read_text())
     assert [r["word_mark"] for r in info["revisions"]] == MARKS
     assert info["results_left_out"] == [

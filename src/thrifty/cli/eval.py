@@ -7,7 +7,23 @@ Evaluation; schema in :mod:`thrifty.eval.tasks`).
 Where the data comes from, per task: ``--data DIR`` (that folder, one task only); else the first
 of ``--data-root``, the parent of the run's ``eval.blimp_data`` (for ``blimp``: that folder) and
 ``$THRIFTY_DATA`` that holds the task's default sub-folder (``blimp/``,
-``babylm_eval/full_eval/...``, ``babylm_eval/fast_eval/...``).
+``babylm_eval/full_eval/...``, ``babylm_eval/fast_eval/...``). ``--task all`` runs every task
+whose data is found and leaves out the rest with one info line each (EWoK, which may not be
+redistributed, is often absent); a task named on its own must have its data.
+
+Beside thrifty's JSON, each task also writes the BabyLM 2025 pipeline's result files
+(:mod:`thrifty.eval.pipeline_layout`), so the pipeline's ``collate_preds.py`` can build a
+submission from them::
+
+    <results>/<run name>/<revision>/zero_shot/<backend>/<task>/<dataset>/
+        best_temperature_report.txt  predictions.json
+    <results>/<run name>/<revision>/zero_shot/<backend>/reading/  (report.txt, predictions.json,
+        prediction.jsonl, correlations.txt, predictive_power[_spillover].jsonl)
+
+``<results>`` is ``--results-dir`` (default ``<run>/eval/results``); ``<revision>`` is
+``--revision``, by default ``main`` for the run's latest checkpoint (the pipeline's name for the
+final model) and the checkpoint's folder name otherwise; ``<task>`` is the pipeline's (``blimp``,
+``ewok``, ``entity_tracking``, ``wug_adj``, ``reading``) and ``<dataset>`` the data folder's name.
 """
 
 from __future__ import annotations
@@ -15,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 from pathlib import Path
 
 from thrifty.atomic import write_text_atomic
@@ -24,7 +41,7 @@ from thrifty.errors import UserError
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "eval",
-        help="zero-shot scores (BLiMP, supplement, entity tracking, wug)",
+        help="zero-shot scores (BLiMP, supplement, entity tracking, EWoK, reading, wug)",
         description="Score a run (latest checkpoint) or a checkpoint folder on zero-shot tasks.",
     )
     p.add_argument("run", help="run folder or checkpoint folder")
@@ -32,9 +49,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--task",
         default="blimp",
         help="a task, a comma-separated list, or 'all' (blimp, blimp_filtered, "
-        "blimp_supplement, blimp_fast, supplement_fast, entity_tracking, wug)",
+        "blimp_supplement, blimp_fast, supplement_fast, entity_tracking, ewok, reading, wug); "
+        "'all' leaves out tasks whose data is not found",
     )
-    p.add_argument("--data", help="folder of the task's *.jsonl[.gz] files (one task only)")
+    p.add_argument(
+        "--data",
+        help="folder of the task's *.jsonl[.gz] files, or reading's *.csv[.gz] (one task only)",
+    )
     p.add_argument(
         "--data-root",
         help="folder laid out like the BabyLM evaluation data (blimp/, babylm_eval/...); "
@@ -57,7 +78,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--max-pairs-per-paradigm",
         dest="max_items",
         type=int,
-        help="seeded subsample of each paradigm / subset (default: every item)",
+        help="seeded subsample of each paradigm / subset / EWoK domain; reading: of its "
+        "sentences (default: every item)",
     )
     p.add_argument(
         "--subtasks",
@@ -70,6 +92,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--items",
         help="also write per-item scores: a .jsonl file (one task) or a folder (several)",
+    )
+    p.add_argument(
+        "--results-dir",
+        help="root of the BabyLM pipeline's result layout (default: <run>/eval/results)",
+    )
+    p.add_argument(
+        "--revision",
+        help="revision folder of that layout (default: main for the run's latest checkpoint, "
+        "else the checkpoint's name; the pipeline names intermediate ones chck_<N>M)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar over the tasks")
@@ -108,7 +139,7 @@ def _suffix(backend: str, variant: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from thrifty.eval import EVAL_TASKS, Scorer, format_table, task_folder, task_names
+    from thrifty.eval import EVAL_TASKS, Scorer, format_table, task_folders, task_names
     from thrifty.progress import tracked
     from thrifty.runs import load_model, model_kind, read_config, read_state, resolve_checkpoint
 
@@ -126,12 +157,14 @@ def run(args: argparse.Namespace) -> int:
     section = {"max_items_per_subtask": args.max_items, "seed": args.seed}
     if args.subtasks:
         section["subtasks"] = [s.strip() for s in args.subtasks.split(",") if s.strip()]
-    folders = {
-        name: Path(args.data)
+    # every folder checked before the first (possibly long) scoring run
+    folders = (
+        {names[0]: Path(args.data)}
         if args.data
-        else task_folder(name, args.data_root, cfg.eval.blimp_data)
-        for name in names
-    }  # every folder checked before the first (possibly long) scoring run
+        else task_folders(names, args.data_root, cfg.eval.blimp_data,
+                          skip_missing=args.task.strip() == "all")
+    )  # fmt: skip
+    names = list(folders)
 
     loaded = load_model(args.run, args.device, ema=args.ema)
     scorer = Scorer(loaded.model, loaded.tokenizer(), backend, args.variant, args.max_batch_tokens)
@@ -141,10 +174,11 @@ def run(args: argparse.Namespace) -> int:
         items = Path(args.items) if args.items else None
         if items is not None and len(names) > 1:
             items = items / f"{name}_{suffix}.items.jsonl"
-        result = task.evaluate(scorer, folders[name], items_path=items)
+        result, pipeline_folder = _evaluate(task, scorer, folders[name], items, args, loaded)
         _report(name, result, format_table)
         result = {
             **result,
+            "pipeline_results": str(pipeline_folder),
             "run": str(loaded.run_dir),
             "checkpoint": loaded.checkpoint.name,
             "step": loaded.state.get("step"),
@@ -158,7 +192,27 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out, json.dumps(_strict(result), indent=2) + "\n")
         print(f"wrote {out}")
+        print(f"wrote {pipeline_folder}/ (BabyLM pipeline layout)")
     return 0
+
+
+def _evaluate(task, scorer, folder: Path, items: Path | None, args, loaded):
+    """The task's result, and the folder of pipeline files written from its per-item rows."""
+    from thrifty.eval.pipeline_layout import read_rows, results_folder, write_results
+    from thrifty.runs import latest_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        items = items or Path(tmp) / "items.jsonl"  # the pipeline files need the rows
+        result = task.evaluate(scorer, folder, items_path=items)
+        rows = read_rows(items)
+    latest = latest_checkpoint(loaded.run_dir)
+    is_final = latest is not None and latest.resolve() == loaded.checkpoint.resolve()
+    revision = args.revision or ("main" if is_final else loaded.checkpoint.name)
+    root = Path(args.results_dir) if args.results_dir else loaded.run_dir / "eval" / "results"
+    backend = _suffix(scorer.backend, scorer.variant)
+    out = results_folder(root, loaded.run_dir.name, revision, backend, task.registry_name, folder)
+    write_results(out, task.registry_name, result, rows)
+    return result, out
 
 
 def _strict(value):

@@ -2,10 +2,11 @@
 
 Importing this package registers every task: ``blimp``, ``blimp_filtered``,
 ``blimp_supplement``, ``blimp_fast``, ``supplement_fast`` (:mod:`thrifty.eval.blimp`),
-``entity_tracking`` and ``wug``. See :mod:`thrifty.eval.tasks` for the result schema.
+``entity_tracking``, ``ewok``, ``reading`` and ``wug``. See :mod:`thrifty.eval.tasks` for the
+result schema.
 """
 
-from thrifty.eval import blimp, entity_tracking, wug  # noqa: F401  (registers the members)
+from thrifty.eval import blimp, entity_tracking, ewok, reading, wug  # noqa: F401  (registers)
 from thrifty.eval.minimal_pairs import (
     evaluate_minimal_pairs,
     evaluate_pairs,
@@ -19,7 +20,7 @@ from thrifty.eval.scoring import (
     score_packed,
     score_sentences,
 )
-from thrifty.eval.tasks import EVAL_TASKS, Scorer, Task, task_folder, task_names
+from thrifty.eval.tasks import EVAL_TASKS, Scorer, Task, task_folder, task_folders, task_names
 
 __all__ = [
     "BACKENDS",
@@ -35,5 +36,6 @@ __all__ = [
     "score_packed",
     "score_sentences",
     "task_folder",
+    "task_folders",
     "task_names",
 ]

@@ -88,7 +88,8 @@ class EntityTracking(Task):
             scores = [by_job[split_prefix(item.prefix, o)] for o in item.options]
             ok = scores[0] > max(scores[1:])  # ties are wrong
             correct.setdefault(item.subset, []).append(ok)
-            best = max(range(len(scores)), key=scores.__getitem__)
+            # A tie with the first option counts as wrong, so the first is then not predicted.
+            best = 0 if ok else max(range(1, len(scores)), key=scores.__getitem__)
             rows.append({"subset": item.subset, "source": item.source, "prefix": item.prefix,
                          "options": list(item.options), "scores": scores, "predicted": best,
                          "correct": ok})  # fmt: skip

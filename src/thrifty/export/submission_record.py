@@ -4,6 +4,8 @@
 Results are thrifty's own JSONs, copied unchanged: every ``RUN/eval/*.json`` written for the
 final checkpoint (``thrifty eval``, ``thrifty finetune``, ``thrifty label-efficiency``; schema in
 ``thrifty.eval.tasks``). Those of other checkpoints are left out and listed in submission.json.
+The files ``thrifty eval`` wrote in the 2025 pipeline's layout (``RUN/eval/results/``, see
+``thrifty.eval.pipeline_layout``) are copied to ``results/pipeline/`` as they are.
 """
 
 from __future__ import annotations
@@ -116,6 +118,9 @@ def write_main(
     for path, name in zip(kept, sub.results):
         shutil.copyfile(path, repo / name)
         results.append({"file": name, **_headline(json.loads(path.read_text()))})
+    pipeline = run_dir / "eval" / "results"  # `thrifty eval`'s files in the pipeline's layout
+    if pipeline.is_dir():
+        shutil.copytree(pipeline, repo / "results" / "pipeline", dirs_exist_ok=True)
     export = json.loads((repo / "thrifty.json").read_text())
     info = {
         "format": "thrifty-babylm-submission",
