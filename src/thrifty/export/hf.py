@@ -24,16 +24,13 @@ gives the ids the model was trained on; ``add_special_tokens=False`` gives the r
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from tokenizers import processors
 
-from thrifty.atomic import replace_folder
+from thrifty.atomic import new_folder
 from thrifty.config import to_dict
 from thrifty.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, load_tokenizer
 from thrifty.errors import UserError
@@ -256,16 +253,6 @@ def export_hf(
     backend = scoring_backend(loaded.kind)
     _check_layout(loaded.cfg.model, remote_code)
     _check_mode(objective, backend, remote_code, _is_llama_layout(loaded.cfg.model))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with new_folder(out) as tmp:
         _write(loaded, tmp, backend, remote_code)
-        for f in tmp.iterdir():  # make the written data durable before it becomes visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        tmp.chmod(0o755)  # mkdtemp makes it private; exports are meant to be shared
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

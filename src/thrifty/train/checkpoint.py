@@ -260,21 +260,19 @@ def load_training_state(ckpt: Path) -> tuple[dict, dict, dict]:
     return state, optim_state, rng
 
 
+def _extra_weights(ckpt: Path, name: str, missing: str) -> dict[str, torch.Tensor]:
+    if name not in read_state(ckpt, verify=False).get("files", {}):
+        raise UserError(f"{ckpt} has no {name}: {missing}")
+    return load_file(str(ckpt / name))  # its checksum was verified with the checkpoint
+
+
 def load_ema_weights(ckpt: Path) -> dict[str, torch.Tensor]:
     """The moving average of the model's weights in a checkpoint (``train.ema_decay``)."""
-    if EMA_WEIGHTS not in read_state(ckpt, verify=False).get("files", {}):
-        raise UserError(
-            f"{ckpt} has no {EMA_WEIGHTS}: the run kept no moving average (train.ema_decay), "
-            "or changed train.ema_decay since"
-        )
-    return load_file(str(ckpt / EMA_WEIGHTS))
+    why = "the run kept no moving average (train.ema_decay), or changed train.ema_decay since"
+    return _extra_weights(ckpt, EMA_WEIGHTS, why)
 
 
 def load_objective_weights(ckpt: Path) -> dict[str, torch.Tensor]:
     """Weights of the objective's own networks from a checkpoint (checksum verified on load)."""
-    if OBJECTIVE_WEIGHTS not in read_state(ckpt, verify=False).get("files", {}):
-        raise UserError(
-            f"{ckpt} has no {OBJECTIVE_WEIGHTS}: it was not written by this objective "
-            "(its generator and heads cannot be restored)"
-        )
-    return load_file(str(ckpt / OBJECTIVE_WEIGHTS))
+    why = "it was not written by this objective (its generator and heads cannot be restored)"
+    return _extra_weights(ckpt, OBJECTIVE_WEIGHTS, why)

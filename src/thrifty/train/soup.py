@@ -20,9 +20,7 @@ distinct words than its track allows. ``soup.json`` lists the ingredients.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from thrifty.atomic import replace_folder
+from thrifty.atomic import new_folder
 from thrifty.config import dump_config, to_dict
 from thrifty.data.budget import Ledger
 from thrifty.errors import UserError
@@ -160,19 +158,8 @@ def make_soup(runs: list[str | Path], out: str | Path, *, overwrite: bool = Fals
         }
         for c, s, cfg_i in zip(ckpts, states, cfgs)
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with new_folder(out) as tmp:
         _write(tmp, cfg, weights, ledger, ingredients, step, tokenizers[0])
-        for f in tmp.rglob("*"):  # make the data durable before the folder becomes visible
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        tmp.chmod(0o755)
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -23,15 +23,13 @@ every specialist and the shared seed once (``thrifty.train.upcycle_ledger``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from thrifty.atomic import replace_folder
+from thrifty.atomic import new_folder
 from thrifty.config import RunConfig, dump_config, to_dict
 from thrifty.data.budget import Ledger
 from thrifty.data.tokenizer import load_tokenizer, tokenizer_sha256
@@ -191,9 +189,7 @@ def _record(run: Run) -> dict:
 
 def _write_atomic(out: Path, cfg, weights, state: dict, ledger: Ledger, tokenizer: Path) -> None:
     """Lay the run folder out in a temp folder, make it durable, then rename it to ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with new_folder(out) as tmp:
         config_yaml = dump_config(cfg)
         (tmp / "config.yaml").write_text(config_yaml)
         shutil.copyfile(tokenizer, tmp / "tokenizer.json")
@@ -206,12 +202,3 @@ def _write_atomic(out: Path, cfg, weights, state: dict, ledger: Ledger, tokenize
         files = {name: sha256_file(ckpt / name) for name in (WEIGHTS, "config.yaml")}
         (ckpt / "state.json").write_text(json.dumps({**state, "files": files}, indent=1))
         (tmp / CHECKPOINTS / LATEST).write_text(ckpt.name)
-        for f in tmp.rglob("*"):  # durable before the folder becomes visible
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        tmp.chmod(0o755)
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
