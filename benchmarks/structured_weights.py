@@ -5,7 +5,9 @@ Every variant trains the same causal recipe on the same windows for the same ste
 variant's learning rate is chosen from the same grid by the loss on the prepared validation
 split (at every width, or with ``--tune-widths`` at those widths, the others reusing each
 variant's choice), and the chosen run is then measured on BabyLM's held-out text (never trained
-on). Reported per run: parameters, training FLOPs per token, tokens/s, peak training memory
+on). Reported per run: parameters, training FLOPs per token, tokens/s (timed after the runs,
+each model on its own with its batch: the median of 3 rounds of 8 steps; Monarch→dense is
+timed in its Monarch phase, 90% of its steps), peak training memory
 (measured: the growth of the worker process's peak resident set over its size before training,
 one process per run), held-out loss at equal steps, and validation loss at equal FLOPs (every
 variant's validation curve read at the smallest total FLOPs any variant of that width reached,
@@ -24,9 +26,14 @@ import math
 import resource
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from thrifty.models.transformer import Transformer
 
 VARIANTS = {
     "dense": [],
@@ -70,9 +77,12 @@ def heldout_loss(run: Path, data: Path, seq_len: int, n_windows: int = 512) -> f
 
 
 def curve(run: Path, key: str) -> list[tuple[float, float]]:
+    """(training FLOPs, value) at every evaluation. FLOPs are logged on training rows only; they
+    grow linearly in the step within a segment, so they are interpolated between those rows."""
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    flops_at = {r["step"]: r["flops"] for r in rows if "flops" in r}
-    return [(flops_at[r["step"]], r[key]) for r in rows if key in r and r["step"] in flops_at]
+    logged = [(0, 0.0)] + [(r["step"], r["flops"]) for r in rows if "flops" in r]
+    steps, flops = zip(*logged)
+    return [(float(np.interp(r["step"], steps, flops)), r[key]) for r in rows if key in r]
 
 
 def at_flops(points: list[tuple[float, float]], flops: float) -> float:
@@ -84,10 +94,40 @@ def at_flops(points: list[tuple[float, float]], flops: float) -> float:
     return points[-1][1] if flops >= points[-1][0] else float("nan")
 
 
-def tokens_per_s(run: Path) -> float:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    speeds = sorted(r["tokens_per_s"] for r in rows if "tokens_per_s" in r)[1:]  # not warm-up
-    return speeds[len(speeds) // 2] if speeds else float("nan")
+def tokens_per_s(overrides: list[str], threads: int, rounds: int = 3, steps: int = 8) -> float:
+    """Training tokens/s of a run's model and batch, timed on its own: the median over rounds of
+    ``steps`` forward + backward + AdamW steps on random windows, after two warm-up steps."""
+    from thrifty.config import load_config
+    from thrifty.objectives import OBJECTIVES, Batch
+
+    cfg = load_config(None, overrides)
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = Transformer(replace(cfg.model, vocab_size=cfg_vocab(cfg)))
+    objective = OBJECTIVES.build({"name": "causal_lm"}, model, seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    B, T = cfg.train.batch_size, cfg.data.seq_len
+    ids = torch.randint(16, model.cfg.vocab_size, (B, T + 1))
+
+    def step():
+        objective(Batch(ids)).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(), step()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        times.append((time.perf_counter() - start) / steps)
+    return B * T / sorted(times)[len(times) // 2]
+
+
+def cfg_vocab(cfg) -> int:
+    from thrifty.data.tokens import load_manifest
+
+    return load_manifest(Path(cfg.data.path))["vocab_size"]
 
 
 def main() -> None:
@@ -139,7 +179,7 @@ def main() -> None:
             tokenizer_path=data / "tokenizer.json",
             progress=False,
         )
-    seq_len, results, chosen = args.seq_len, [], {}
+    seq_len, results, chosen, overrides_of = args.seq_len, [], {}, {}
     for width in map(int, args.widths.split(",")):
         rank = width // 4
         for variant in args.variants.split(","):
@@ -150,7 +190,7 @@ def main() -> None:
             for lr in grid:
                 name = f"d{width}-{variant.replace('→', '-to-').replace('@', '')}-lr{lr}"
                 run = args.work / "runs" / name
-                overrides = [
+                overrides_of[run] = overrides = [
                     f"name={name}",
                     f"runs_dir={args.work / 'runs'}",
                     f"data.path={data}",
@@ -211,7 +251,7 @@ def main() -> None:
                     "run": run,
                     "params": load_model(run).model.num_params(),
                     "flops_per_token": state["flops_per_token"],
-                    "tokens_per_s": tokens_per_s(run),
+                    "tokens_per_s": tokens_per_s(overrides_of[run], args.threads),
                     "peak_mib": measured["peak_mib"],
                     "val_loss": val_loss,
                     "heldout_loss": heldout_loss(run, heldout, seq_len),
