@@ -17,6 +17,7 @@ MEMBERS = {
     "sltrain": ("model.linear=sltrain", "model.linear.rank=8", "model.linear.density=0.05"),
     "monarch": ("model.linear=monarch",),
     "parallel": ("model.block=parallel", "model.projections.down=lowrank"),
+    "moe": ("model.mlp=moe", "model.mlp.experts=4"),
 }
 
 
