@@ -13,7 +13,7 @@ The card expects test accuracy to jump long after training accuracy saturates, w
 distance falling and the consistency rising around the same time.
 
     OMP_NUM_THREADS=1 python benchmarks/grokking.py --modulus 97 --threads 1 \\
-        --work /tmp/grokking --plot grokking.png
+        --work bench-runs/grokking --plot grokking.png
 
 4000 steps of batch 128 take about 7 minutes on one core. On cores other jobs share, use one
 thread: two threads were 10-50x slower per step there (each waits for the other at every op).
