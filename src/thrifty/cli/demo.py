@@ -36,6 +36,7 @@ DEMO_RECIPE = [
     "train.warmup_steps=30",
     "train.weight_decay=0.1",
     "train.log_every=10",
+    "train.babylm_marks=true",  # a checkpoint at 1M words: `thrifty submit` gives it a branch
 ]
 
 
