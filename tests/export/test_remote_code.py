@@ -18,12 +18,6 @@ from thrifty.export import export_hf
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, toy):
     root = tmp_path_factory.mktemp("remote")

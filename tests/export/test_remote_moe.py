@@ -27,12 +27,6 @@ LAYOUTS = {
 CASES = [(objective, layout) for objective in OBJECTIVES for layout in LAYOUTS]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, toy):
     root = tmp_path_factory.mktemp("remote_moe")

@@ -28,12 +28,6 @@ MARKS = [1000, 2000]  # words; stand-ins for BabyLM's 1M, 2M, ... so that a nano
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A 20-step nano run with checkpoints at MARKS, the final one, and two BLiMP-style results:

@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     from thrifty.objectives import OBJECTIVES
     from thrifty.runs import load_model
     from thrifty.train.evaluate import validate
-    from thrifty.train.loop import initial_model, train
+    from thrifty.train.loop import train
+    from thrifty.train.start import initial_model
 
     started = time.perf_counter()
     data = find_data(args.data)

@@ -11,6 +11,7 @@ from thrifty.atomic import write_text_atomic
 from thrifty.config import RunConfig
 from thrifty.data.budget import Ledger
 from thrifty.data.tokens import TokenStore
+from thrifty.model_kind import scoring_backend
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import Batch, Objective
 
@@ -43,13 +44,20 @@ def validate(
     return {f"val_{k}": v / max(batches, 1) for k, v in totals.items()}
 
 
-def score_blimp(cfg: RunConfig, model: Transformer, default_backend: str, ledger: Ledger) -> dict:
-    """Score the finished model on BLiMP with ``default_backend`` unless eval.backend names
-    another; write eval/blimp_<backend>.json beside the run."""
+def score_blimp(cfg: RunConfig, model: Transformer, kind: str, ledger: Ledger) -> dict:
+    """Score the finished model on BLiMP with the backend that suits its ``kind`` unless
+    eval.backend names another; write eval/blimp_<backend>.json beside the run. Nothing (a
+    warning) for a discriminator left on ``auto``: it has no log-probs to score."""
     from thrifty.data.tokenizer import load_tokenizer
     from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
 
-    backend = default_backend if cfg.eval.backend == "auto" else cfg.eval.backend
+    backend = scoring_backend(kind) if cfg.eval.backend == "auto" else cfg.eval.backend
+    if backend is None:
+        log.warning(
+            "BLiMP skipped: %r models have no log-probs to score; set eval.backend to score anyway",
+            cfg.objective["name"],
+        )
+        return {}
     tokenizer = load_tokenizer(cfg.run_dir / "tokenizer.json")
     model.eval()
     result = evaluate_minimal_pairs(

@@ -13,7 +13,6 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,25 +20,20 @@ import torch
 from thrifty.atomic import write_text_atomic
 from thrifty.config import RunConfig, dump_config
 from thrifty.data.budget import Ledger
-from thrifty.data.prepare import load_manifest
 from thrifty.data.samplers import SAMPLERS
 from thrifty.data.tokens import TokenStore
 from thrifty.errors import UserError
 from thrifty.eval.pathways import moe_layers, pathway_metrics
-from thrifty.model_kind import scoring_backend
 from thrifty.models import aux
-from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.objectives.randomness import stream_seed
 from thrifty.objectives.reweighting import Reweighting
-from thrifty.runs import latest_checkpoint, read_state, resolve_checkpoint
+from thrifty.runs import latest_checkpoint
 from thrifty.train import distributed
 from thrifty.train.checkpoint import (
-    check_same_model,
     load_ema_weights,
     load_objective_weights,
     load_training_state,
-    remove_stale,
     restore_rng,
     rng_state,
     save_checkpoint,
@@ -48,10 +42,17 @@ from thrifty.train.curriculum import Phase, phase_at, plan_phases, samples_befor
 from thrifty.train.ema import WeightAverage
 from thrifty.train.evaluate import score_blimp, validate
 from thrifty.train.global_loss import global_loss
-from thrifty.train.metrics import FlopsCount, MetricsLog, format_duration, peak_flops
+from thrifty.train.metrics import FlopsCount, MetricsLog, peak_flops, step_line
 from thrifty.train.optim import build_optimizer, lr_at
 from thrifty.train.reverse_sparsification import densify_step, switch_to_dense
 from thrifty.train.schedule import plan_steps, word_marks
+from thrifty.train.start import (
+    fit_to_data,
+    initial_model,
+    pick_device,
+    resume_point,
+    start_from,
+)
 from thrifty.train.tracking import open_sinks
 
 log = logging.getLogger("thrifty.train")
@@ -59,65 +60,6 @@ log = logging.getLogger("thrifty.train")
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resume_point(cfg: RunConfig, resume: str | None, create: bool) -> Path | None:
-    """The checkpoint to resume from, if any; ``create`` makes the run folder (rank 0 only)."""
-    run_dir = cfg.run_dir
-    if create:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale(run_dir)  # half-written step_X.tmp folders of a crash or a full disk
-    if resume not in (None, "auto"):
-        return check_same_model(resolve_checkpoint(resume), cfg)
-    existing = latest_checkpoint(run_dir) if run_dir.exists() else None
-    if existing is not None and resume is None:
-        raise UserError(
-            f"{run_dir} already holds checkpoints; pass --resume auto to continue it, "
-            "or choose another name= for a new run"
-        )
-    return check_same_model(existing, cfg)
-
-
-def initial_model(cfg: RunConfig) -> Transformer:
-    """The untrained network a fresh run of ``cfg`` starts from (model.vocab_size set): the same
-    weights for the same train.seed, so "before training" can be measured outside the loop."""
-    torch.manual_seed(cfg.train.seed)
-    return Transformer(cfg.model)
-
-
-def start_from(
-    init_from: str, model: Transformer, manifest: dict, load: bool
-) -> tuple[Path, Ledger]:
-    """The checkpoint ``train.init_from`` names and its ledger (empty if it has none); with
-    ``load`` (a fresh run, not a resumed one) its weights are copied into ``model``."""
-    from safetensors.torch import load_file
-
-    from thrifty.data.tokenizer import load_tokenizer, tokenizer_sha256
-
-    start = resolve_checkpoint(init_from)
-    state = read_state(start)  # checksums verified
-    tokenizer = start.parent.parent / "tokenizer.json"
-    wanted = manifest["ledger"]["tokenizer"].get("sha256")
-    if tokenizer.is_file() and tokenizer_sha256(load_tokenizer(tokenizer)) != wanted:
-        raise UserError(
-            f"train.init_from={init_from}: its tokenizer differs from the one of data.path; "
-            f"prepare the data with `thrifty prepare ... --tokenizer {tokenizer}`"
-        )
-    if load:
-        try:
-            model.load_state_dict(load_file(str(start / "model.safetensors")))
-        except RuntimeError as e:
-            raise UserError(
-                f"train.init_from={init_from}: its weights do not fit this run's model section "
-                f"(copy the model settings from {start}/config.yaml): {e}"
-            ) from None
-    return start, Ledger.from_dict(state["ledger"]) if "ledger" in state else Ledger()
 
 
 def train(cfg: RunConfig, resume: str | None = None) -> dict:
@@ -143,18 +85,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
 
     # ---- data and ledger
     data_dir = Path(cfg.data.path)
-    manifest = load_manifest(data_dir)
-    vocab = manifest["vocab_size"]
-    if cfg.model.vocab_size not in (None, vocab):
-        raise UserError(
-            f"model.vocab_size={cfg.model.vocab_size} does not match the tokenizer of "
-            f"{data_dir} ({vocab} tokens)"
-        )
-    cfg = replace(cfg, model=replace(cfg.model, vocab_size=vocab))
-    if cfg.data.seq_len > cfg.model.max_seq_len:
-        raise UserError(
-            f"data.seq_len={cfg.data.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}"
-        )
+    cfg, manifest = fit_to_data(cfg)
     train_store, valid_store = TokenStore(data_dir, "train"), TokenStore(data_dir, "valid")
     ledger = Ledger.from_dict(manifest["ledger"])
     words_per_token = train_store.words_per_token
@@ -417,26 +348,8 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             }
             if main:
                 metrics.write(row)
-                eta = (
-                    (total_steps - step)
-                    * (time.perf_counter() - t_start)
-                    / max(step - start_step, 1)
-                )
-                extra = " | ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "loss")
-                log.info(
-                    "step %d/%d | loss %.4f | %s | lr %.2e | %.0f tok/s | MFU %.2f | words %.2fM "
-                    "(%.2f ep) | ETA %s",
-                    step,
-                    total_steps,
-                    last["loss"],
-                    extra,
-                    lr,
-                    tok_s * world,
-                    row["mfu"],
-                    ledger.words_seen / 1e6,
-                    row["epoch"],
-                    format_duration(eta),
-                )
+                eta = (total_steps - step) * (time.perf_counter() - t_start)
+                log.info(step_line(row, total_steps, eta / max(step - start_step, 1)))
             t_window, window_tokens = time.perf_counter(), 0
 
         # Time spent evaluating and checkpointing is kept out of the tokens/s window.
@@ -462,15 +375,8 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         t_window += time.perf_counter() - t_pause
 
     if main and cfg.eval.blimp_data:
-        backend = scoring_backend(objective.kind)
-        if cfg.eval.backend == "auto" and backend is None:
-            log.warning(
-                "BLiMP skipped: %r models have no log-probs to score; set eval.backend to "
-                "score anyway",
-                cfg.objective["name"],
-            )
-        else:
-            blimp = score_blimp(cfg, model, backend, ledger)
+        blimp = score_blimp(cfg, model, objective.kind, ledger)
+        if blimp:
             metrics.write({"step": step, "words": ledger.words_seen, **blimp})
             last.update(blimp)
     distributed.shutdown()

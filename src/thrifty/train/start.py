@@ -1,0 +1,96 @@
+"""Where a run starts: its device, its config fitted to the prepared data, the checkpoint it
+resumes from, its initial weights, and the model it continues (``train.init_from``) with that
+model's ledger."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from thrifty.config import RunConfig
+from thrifty.data.budget import Ledger
+from thrifty.data.prepare import load_manifest
+from thrifty.errors import UserError
+from thrifty.models.transformer import Transformer
+from thrifty.runs import latest_checkpoint, read_state, resolve_checkpoint
+from thrifty.train.checkpoint import check_same_model, remove_stale
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def fit_to_data(cfg: RunConfig) -> tuple[RunConfig, dict]:
+    """``cfg`` with the vocabulary of its prepared dataset, and the dataset's manifest; a
+    vocabulary or window length the data or model cannot take is a UserError."""
+    data_dir = Path(cfg.data.path)
+    manifest = load_manifest(data_dir)
+    vocab = manifest["vocab_size"]
+    if cfg.model.vocab_size not in (None, vocab):
+        raise UserError(
+            f"model.vocab_size={cfg.model.vocab_size} does not match the tokenizer of "
+            f"{data_dir} ({vocab} tokens)"
+        )
+    cfg = replace(cfg, model=replace(cfg.model, vocab_size=vocab))
+    if cfg.data.seq_len > cfg.model.max_seq_len:
+        raise UserError(
+            f"data.seq_len={cfg.data.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}"
+        )
+    return cfg, manifest
+
+
+def resume_point(cfg: RunConfig, resume: str | None, create: bool) -> Path | None:
+    """The checkpoint to resume from, if any; ``create`` makes the run folder (rank 0 only)."""
+    run_dir = cfg.run_dir
+    if create:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale(run_dir)  # half-written step_X.tmp folders of a crash or a full disk
+    if resume not in (None, "auto"):
+        return check_same_model(resolve_checkpoint(resume), cfg)
+    existing = latest_checkpoint(run_dir) if run_dir.exists() else None
+    if existing is not None and resume is None:
+        raise UserError(
+            f"{run_dir} already holds checkpoints; pass --resume auto to continue it, "
+            "or choose another name= for a new run"
+        )
+    return check_same_model(existing, cfg)
+
+
+def initial_model(cfg: RunConfig) -> Transformer:
+    """The untrained network a fresh run of ``cfg`` starts from (model.vocab_size set): the same
+    weights for the same train.seed, so "before training" can be measured outside the loop."""
+    torch.manual_seed(cfg.train.seed)
+    return Transformer(cfg.model)
+
+
+def start_from(
+    init_from: str, model: Transformer, manifest: dict, load: bool
+) -> tuple[Path, Ledger]:
+    """The checkpoint ``train.init_from`` names and its ledger (empty if it has none); with
+    ``load`` (a fresh run, not a resumed one) its weights are copied into ``model``."""
+    from safetensors.torch import load_file
+
+    from thrifty.data.tokenizer import load_tokenizer, tokenizer_sha256
+
+    start = resolve_checkpoint(init_from)
+    state = read_state(start)  # checksums verified
+    tokenizer = start.parent.parent / "tokenizer.json"
+    wanted = manifest["ledger"]["tokenizer"].get("sha256")
+    if tokenizer.is_file() and tokenizer_sha256(load_tokenizer(tokenizer)) != wanted:
+        raise UserError(
+            f"train.init_from={init_from}: its tokenizer differs from the one of data.path; "
+            f"prepare the data with `thrifty prepare ... --tokenizer {tokenizer}`"
+        )
+    if load:
+        try:
+            model.load_state_dict(load_file(str(start / "model.safetensors")))
+        except RuntimeError as e:
+            raise UserError(
+                f"train.init_from={init_from}: its weights do not fit this run's model section "
+                f"(copy the model settings from {start}/config.yaml): {e}"
+            ) from None
+    return start, Ledger.from_dict(state["ledger"]) if "ledger" in state else Ledger()
