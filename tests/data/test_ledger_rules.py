@@ -139,3 +139,20 @@ def test_old_ledgers_load_and_keep_their_meaning():
     # an old record of a reused tokenizer could not prove which words it read: charged
     old["tokenizer"] |= {"path": "elsewhere/tokenizer.json", "trained_on_words": 500}
     assert Ledger.from_dict(old).charged_words() == 1500
+
+
+def test_derived_words_are_seen_but_not_charged():
+    ledger = Ledger(budget_words=1000, prepared_words={"train": 900, "valid": 50})
+    ledger.derived_words["obfuscation"] = 400  # twins of 400 of the 900 training words
+    assert ledger.charged_words() == 550
+    assert not ledger.violations()
+    assert any(line.startswith("derived: 400 training words made by obfuscation")
+               for line in ledger.summary_lines())  # fmt: skip
+
+
+def test_a_noncompliant_auxiliary_model_fails_the_audit():
+    ledger = Ledger(budget_words=10**9, prepared_words={"train": 100, "valid": 0})
+    ledger.charge_aux_model("generator gpt2", 10**6, noncompliant="training words declared")
+    assert ledger.violations() == ["auxiliary model generator gpt2: training words declared"]
+    assert "not BabyLM-compliant" in "\n".join(ledger.summary_lines())
+    assert Ledger.from_dict(ledger.to_dict()).violations() == ledger.violations()

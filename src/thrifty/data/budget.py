@@ -8,7 +8,8 @@ for at most 10 epochs. ``thrifty prepare`` fills in the sources, the prepared wo
 tokenizer; the training loop charges the words the model sees; ``thrifty audit`` reads it back.
 
 Charged words (``charged_words``): the prepared words (less model-generated ones, whose generator
-is charged instead), plus every auxiliary model's reading, plus the tokenizer's training words
+is charged instead, and less words derived by a fixed rule from words charged here, such as
+obfuscated twins of code), plus every auxiliary model's reading, plus the tokenizer's training words
 unless they are provably among those already charged, less ``overlap_words`` (what the entries
 above count twice). The proof is by content: ``texts`` holds the sha256 of the training text as
 prepared (``thrifty.data.provenance``), an auxiliary entry may list the texts its words include,
@@ -80,11 +81,16 @@ class Ledger:
     tokenizer: dict[str, Any] = field(
         default_factory=lambda: {"trained_on_words": 0, "sha256": "", "vocab_size": 0}
     )
-    # {"name", "words"} (+ "texts": sha256 of texts whose every word is among ``words``)
+    # {"name", "words"} (+ "texts": sha256 of texts whose every word is among ``words``;
+    #  + "noncompliant": why the model breaks the rules, e.g. an external generator whose
+    #  training words are only declared)
     aux_models: list[dict[str, Any]] = field(default_factory=list)
     # model-generated words among the prepared training words (distillation): not charged,
     # because the model that wrote them is charged as an aux model (BabyLM rules)
     synthetic_words: int = 0
+    # training words derived from charged words by a fixed rule (ObscuraCoder's obfuscated
+    # twins), per rule: not charged, since every word they come from is; their tokens are seen
+    derived_words: dict[str, int] = field(default_factory=dict)
     # words counted twice in prepared + aux_models (an aux model re-reading the prepared text or
     # another aux model's words, e.g. CoLoR-Filter's scorers): subtracted, so each distinct word
     # is charged once while every model's reading stays on record
@@ -103,9 +109,16 @@ class Ledger:
         """Charge the words behind ``n_tokens`` tokens the trained model has just seen."""
         self.words_seen += n_tokens * words_per_token
 
-    def charge_aux_model(self, name: str, words: int, texts: list[str] | None = None) -> None:
+    def charge_aux_model(
+        self,
+        name: str,
+        words: int,
+        texts: list[str] | None = None,
+        noncompliant: str | None = None,
+    ) -> None:
         """Charge words read by an auxiliary model (teacher, data selector, augmenter);
-        ``texts``: sha256 of texts whose every word is among these ``words``."""
+        ``texts``: sha256 of texts whose every word is among these ``words``; ``noncompliant``:
+        why this model breaks the BabyLM rules whatever its words (the audit fails on it)."""
         entry = next((e for e in self.aux_models if e["name"] == name), None)
         if entry is None:
             entry = {"name": name, "words": 0}
@@ -113,6 +126,8 @@ class Ledger:
         entry["words"] += int(words)
         if texts:
             entry["texts"] = sorted({*entry.get("texts", []), *texts})
+        if noncompliant:
+            entry["noncompliant"] = noncompliant
 
     @property
     def train_words(self) -> int:
@@ -145,9 +160,11 @@ class Ledger:
         """Distinct words charged to the budget: prepared text, what aux models read, and the
         tokenizer's training words where they are not among those (module docstring).
 
-        Synthetic words are prepared but not charged (their generator is, as an aux model).
+        Synthetic words are prepared but not charged (their generator is, as an aux model), nor
+        are derived words (the words they are derived from are).
         """
         prepared = sum(int(v) for v in self.prepared_words.values()) - int(self.synthetic_words)
+        prepared -= sum(int(v) for v in self.derived_words.values())
         aux = sum(int(m["words"]) for m in self.aux_models)
         return prepared + aux + self.tokenizer_words() - int(self.overlap_words)
 
@@ -190,6 +207,9 @@ class Ledger:
             found.append(
                 f"charged words {charged:,} exceed the budget of {self.budget_words:,} words"
             )
+        for m in self.aux_models:
+            if m.get("noncompliant"):
+                found.append(f"auxiliary model {m['name']}: {m['noncompliant']}")
         passes, names = self.max_passes()
         if passes > self.max_epochs * (1 + _EPOCH_SLACK):
             where = f" (passes over the same words: {' + '.join(names)})" if len(names) > 1 else ""
@@ -212,11 +232,17 @@ class Ledger:
         lines += _source_lines([(s["path"], s["sha256"], u) for s, u in zip(self.sources, used)])
         lines += self._tokenizer_lines()
         for m in self.aux_models:
-            lines.append(f"auxiliary model {m['name']}: {m['words']:,} words")
+            note = f" (not BabyLM-compliant: {m['noncompliant']})" if m.get("noncompliant") else ""
+            lines.append(f"auxiliary model {m['name']}: {m['words']:,} words{note}")
         if self.synthetic_words:
             lines.append(
                 f"synthetic: {self.synthetic_words:,} model-generated training words "
                 "(not charged; their generator is)"
+            )
+        for rule, words in self.derived_words.items():
+            lines.append(
+                f"derived: {words:,} training words made by {rule} from charged words "
+                "(not charged; the words they come from are)"
             )
         if self.overlap_words:
             lines.append(
@@ -271,7 +297,8 @@ class Ledger:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "ledger") -> Ledger:
         """Inverse of ``to_dict``; unknown keys are errors so typos don't pass silently. Keys
-        added since the first format (``texts``, ``exposure``) default to empty."""
+        added since the first format (``texts``, ``exposure``, ``derived_words``) default to
+        empty."""
         if not isinstance(data, dict):
             raise UserError(f"{where}: expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
