@@ -57,6 +57,14 @@ class ModelConfig:
     """Longest sequence the RoPE tables are built for."""
     rope_theta: float = bounded(10000.0, gt=0)
     """RoPE base frequency."""
+    rope_scaling: Literal["none", "linear", "yarn"] = "none"
+    """Context extension past the training length: linear (position interpolation) or yarn
+    (YaRN), by `rope_factor` over `rope_original_len` positions (thrifty.models.rope)."""
+    rope_factor: float = bounded(1.0, ge=1)
+    """How many times the original length the positions are stretched to (1: no change)."""
+    rope_original_len: int | None = bounded(None, ge=1)
+    """The length the model was trained at, which YaRN's ramp is measured against (None:
+    max_seq_len / rope_factor)."""
     norm_eps: float = bounded(1e-5, gt=0)
     """RMSNorm epsilon."""
     init_std: float = bounded(0.02, gt=0)

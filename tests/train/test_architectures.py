@@ -18,6 +18,7 @@ MEMBERS = {
     "monarch": ("model.linear=monarch",),
     "parallel": ("model.block=parallel", "model.projections.down=lowrank"),
     "moe": ("model.mlp=moe", "model.mlp.experts=4"),
+    "meta": ("model.attention=meta", "objective.name=meta_lm", "objective.rate=0.1"),
 }
 
 

@@ -29,6 +29,10 @@ SPECIAL_IDS: dict[str, int] = {
     "sep": SEP_ID,
 }
 MIN_VOCAB = NUM_SPECIAL + 256  # the specials plus the byte alphabet
+# The meta-token <m> of meta-token training (thrifty.objectives.meta_tokens) is <cls>: a
+# learnable id every thrifty tokenizer has and a causal LM never otherwise reads, so a
+# meta-token model keeps its tokenizer and vocabulary.
+META_ID = CLS_ID
 
 
 def _safe(tok: Tokenizer) -> Tokenizer:

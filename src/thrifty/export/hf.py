@@ -77,10 +77,25 @@ def hf_state_dict(model) -> dict[str, torch.Tensor]:
     return {k: v.cpu().contiguous().clone() for k, v in out.items()}
 
 
+def rope_scaling(m) -> dict | None:
+    """``transformers``' ``rope_scaling`` section for the model's context extension, or None;
+    the same rule (``thrifty.models.rope``), so the export computes the same positions."""
+    if m.rope_scaling == "none" or m.rope_factor == 1.0:
+        return None
+    original = m.rope_original_len or round(m.max_seq_len / m.rope_factor)
+    return {
+        "rope_type": m.rope_scaling,
+        "factor": m.rope_factor,
+        "original_max_position_embeddings": original,
+    }
+
+
 def llama_config(cfg) -> dict:
-    """config.json for LlamaForCausalLM; RoPE base written both the transformers<5 way
-    (``rope_theta``) and the >=5 way (``rope_parameters``) so either version reads it."""
+    """config.json for LlamaForCausalLM; RoPE base and scaling written both the
+    transformers<5 way (``rope_theta``, ``rope_scaling``) and the >=5 way (``rope_parameters``)
+    so either version reads it."""
     m = cfg.model
+    scaling = rope_scaling(m)
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -94,8 +109,8 @@ def llama_config(cfg) -> dict:
         "max_position_embeddings": m.max_seq_len,
         "rms_norm_eps": m.norm_eps,
         "rope_theta": m.rope_theta,
-        "rope_parameters": {"rope_type": "default", "rope_theta": m.rope_theta},
-        "rope_scaling": None,
+        "rope_parameters": {"rope_type": "default", **(scaling or {}), "rope_theta": m.rope_theta},
+        "rope_scaling": scaling,
         "hidden_act": "silu",
         "attention_bias": False,
         "attention_dropout": 0.0,

@@ -1,16 +1,69 @@
-"""Rotary position embeddings in Llama's rotate-half convention."""
+"""Rotary position embeddings (Su et al. 2021) in Llama's rotate-half convention, with the two
+context-extension rules a model trained at one length can be run longer with:
+
+- ``linear``: position interpolation (Chen et al. 2023): every frequency divided by the factor
+  s, so s·L positions map onto the L the model was trained on;
+- ``yarn``: YaRN (Peng et al. 2023, "NTK-by-parts" + temperature): dimensions that turn many
+  times within the original length L keep their frequency, those that turn less than once are
+  interpolated by s, with a linear ramp over dimension index in between (β_fast = 32 and
+  β_slow = 1 rotations, the paper's values); the tables are scaled by 0.1·ln(s) + 1 so the
+  attention logits get the paper's 1/t temperature. This is the rule ``transformers`` applies
+  for ``rope_scaling = {"rope_type": "yarn"}``, so exports compute the same positions.
+
+Both are identities at s = 1.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 
+RopeScaling = Literal["none", "linear", "yarn"]
+YARN_BETA_FAST, YARN_BETA_SLOW = 32.0, 1.0
 
-def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (max_len, head_dim) in Llama's rotate-half convention."""
+
+def _inverse_frequencies(
+    head_dim: int, theta: float, scaling: RopeScaling, factor: float, original_len: int
+) -> torch.Tensor:
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    if scaling == "none" or factor == 1.0:
+        return inv_freq
+    if scaling == "linear":
+        return inv_freq / factor
+
+    def dimension(rotations: float) -> float:
+        # the dimension index whose wavelength fits ``rotations`` times into original_len
+        return head_dim * math.log(original_len / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low = max(math.floor(dimension(YARN_BETA_FAST)), 0)
+    high = min(math.ceil(dimension(YARN_BETA_SLOW)), head_dim - 1)
+    ramp = (torch.arange(head_dim // 2, dtype=torch.float64) - low) / max(high - low, 1e-3)
+    interpolated = ramp.clamp(0, 1)  # 0: keep the frequency, 1: divide it by the factor
+    return inv_freq / factor * interpolated + inv_freq * (1 - interpolated)
+
+
+def yarn_attention_scale(factor: float) -> float:
+    """YaRN's multiplier of the cos/sin tables (√(1/t) = 0.1·ln s + 1)."""
+    return 0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0
+
+
+def rope_tables(
+    head_dim: int,
+    max_len: int,
+    theta: float,
+    scaling: RopeScaling = "none",
+    factor: float = 1.0,
+    original_len: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (max_len, head_dim) in Llama's rotate-half convention; ``scaling`` and
+    ``factor`` extend a model trained on ``original_len`` positions (module docstring)."""
+    inv_freq = _inverse_frequencies(head_dim, theta, scaling, factor, original_len or max_len)
     angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos().float(), angles.sin().float()
+    scale = yarn_attention_scale(factor) if scaling == "yarn" else 1.0
+    return (angles.cos() * scale).float(), (angles.sin() * scale).float()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

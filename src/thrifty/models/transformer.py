@@ -66,7 +66,14 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(BLOCKS.build(cfg.block, cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        cos, sin = rope_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len, cfg.rope_theta)
+        cos, sin = rope_tables(
+            cfg.d_model // cfg.n_heads,
+            cfg.max_seq_len,
+            cfg.rope_theta,
+            cfg.rope_scaling,
+            cfg.rope_factor,
+            cfg.rope_original_len or round(cfg.max_seq_len / cfg.rope_factor),
+        )
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
@@ -105,7 +112,7 @@ class Transformer(nn.Module):
             mask = document_mask(ids, causal, mask)
         x = self.embed(ids)
         for block in self.blocks:
-            x = block(x, cos, sin, causal, mask)
+            x = block(x, cos, sin, causal, mask, ids)
         return self.norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

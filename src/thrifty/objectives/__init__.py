@@ -6,6 +6,7 @@ from thrifty.objectives import (  # noqa: F401
     gpt_bert,
     masked_lm,
     mcl,
+    meta_tokens,
     replay,
 )
 from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from thrifty.models.block.base import BLOCKS, build_slots
+from thrifty.models.block.base import BLOCKS, attention_ids, build_slots
 from thrifty.models.norm import RMSNorm
 
 
@@ -34,6 +34,8 @@ class SequentialBlock(nn.Module):
     def flops_per_token(self, seq_len: int) -> float:
         return self.attn.flops_per_token(seq_len) + self.mlp.flops_per_token(seq_len)
 
-    def forward(self, x, cos, sin, causal, mask):
-        x = x + self.attn(self.attn_norm(x), cos, sin, causal, mask)
+    def forward(self, x, cos, sin, causal, mask, ids=None):
+        x = x + self.attn(
+            self.attn_norm(x), cos, sin, causal, mask, **attention_ids(self.attn, ids)
+        )
         return x + self.mlp(self.mlp_norm(x))
