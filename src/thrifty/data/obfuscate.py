@@ -1,0 +1,409 @@
+"""Obfuscated twins of Python files: identifiers renamed to ``v1``/``f1``/``c1`` placeholders.
+
+ObscuraCoder (Paul et al. 2025, ``papers/obscuracoder.md``) pairs code with a copy whose
+identifiers are uninformative, consistently within a file; DOBF (Lachaux et al. 2021) asks the
+model for the name map. This module makes the twin from Python's ``ast``:
+
+- **What is renamed:** every name the file binds (assignment and ``for``/``with``/``except``/
+  ``match`` targets, ``global``/``nonlocal``, function arguments, ``def`` and ``class`` names),
+  everywhere it occurs as a name. Functions become ``f{i}``, classes ``c{i}``, everything else
+  ``v{i}``, numbered in the order the file binds them, skipping numbers the file already uses.
+- **What is not:** builtins; imported names; attribute names (``x.attr``), and so every name
+  bound in a class body (methods and class attributes are reached as attributes); names used as
+  call keywords anywhere in the file (``f(key=...)`` names the callee's parameter); dunder
+  names; type parameters. Strings that name things (``__all__``, ``getattr``) are left as they
+  are, so behaviour is kept except where code looks names up by string.
+- **Layout:** the twin keeps every line: renaming edits names in place; stripped comments and
+  docstrings leave blank lines (``pass`` where a docstring was a body's only statement). So
+  line ``k`` of the twin is line ``k`` of the original, which lets pairs be cut at any line.
+- **Checks:** the twin must parse, compile, and give the same ``ast.dump`` as the original with
+  names mapped (and docstrings removed when stripped); anything else raises
+  ``ObfuscationError``, so the caller skips the file and counts it. Positions come from
+  ``ast`` (UTF-8 byte columns); comments from ``tokenize``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import re
+import tokenize
+from dataclasses import dataclass
+
+_BUILTINS = frozenset(dir(builtins))
+_PLACEHOLDER = re.compile(r"[vfc]\d+")
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_DEFS = (*_FUNCS, ast.ClassDef)
+
+
+class ObfuscationError(ValueError):
+    """A file this obfuscator cannot twin faithfully (syntax error, or a failed check)."""
+
+
+@dataclass(frozen=True)
+class Rename:
+    """One renamed occurrence: 1-based line, UTF-8 byte columns, the original name."""
+
+    line: int
+    start: int
+    end: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Obfuscated:
+    """A file's twin, its name map (placeholder -> original, in placeholder order) and the
+    renamed occurrences (positions in the original, which are also the twin's lines)."""
+
+    text: str
+    mapping: dict[str, str]
+    renames: tuple[Rename, ...]
+
+    @property
+    def inverse(self) -> dict[str, str]:
+        """original -> placeholder."""
+        return {name: ph for ph, name in self.mapping.items()}
+
+
+def obfuscate(
+    source: str, *, strip_docstrings: bool = True, strip_comments: bool = True
+) -> Obfuscated:
+    """The obfuscated twin of the Python file ``source`` (module docstring)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError) as e:  # ValueError: null bytes
+        raise ObfuscationError(f"does not parse ({e.__class__.__name__}: {e})") from None
+    lines = source.splitlines(keepends=True)
+    scan = _Scan(tree)
+    placeholder = _placeholders(scan, source)
+    raw = lines_bytes = [line.encode("utf-8") for line in lines]
+    edits: list[tuple[int, int, int, int, bytes]] = []  # (line0, col0, line1, col1, new)
+    renames = []
+    for line, col, name in scan.positions(lines_bytes, placeholder):
+        end = col + len(name.encode("utf-8"))
+        if raw[line - 1][col:end] != name.encode("utf-8"):
+            raise ObfuscationError(f"line {line}: {name!r} is not where ast places it")
+        edits.append((line, col, line, end, placeholder[name].encode()))
+        renames.append(Rename(line, col, end, name))
+    if strip_docstrings:
+        edits += _docstring_edits(tree, raw)
+    if strip_comments:
+        edits += _comment_edits(source, raw)
+    text = _apply(raw, edits)
+    mapping = dict(sorted(((p, n) for n, p in placeholder.items()), key=_placeholder_order))
+    _check(tree, text, placeholder, strip_docstrings)
+    return Obfuscated(text, mapping, tuple(sorted(renames, key=lambda r: (r.line, r.start))))
+
+
+def _placeholder_order(item: tuple[str, str]) -> tuple[int, str, int]:
+    ph = item[0]
+    return ("vfc".index(ph[0]), ph[0], int(ph[1:]))
+
+
+class _Scan(ast.NodeVisitor):
+    """Names the file binds, what it must not rename, and each name's kind."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.bound: dict[str, None] = {}  # in order of binding
+        self.excluded: set[str] = set(_BUILTINS)
+        self.kind: dict[str, str] = {}
+        self.tree = tree
+        self._class_depth = [False]
+        self.visit(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword) and node.arg:
+                self.excluded.add(node.arg)
+
+    def rename(self) -> list[str]:
+        return [n for n in self.bound if n not in self.excluded and not _dunder(n)]
+
+    def _bind(self, name: str, kind: str = "v") -> None:
+        if self._class_depth[-1]:
+            self.excluded.add(name)  # a class attribute, reached as an attribute
+        self.bound.setdefault(name)
+        old = self.kind.get(name, "v")
+        self.kind[name] = kind if "vfc".index(kind) > "vfc".index(old) else old  # c > f > v
+
+    def _scope(self, node: ast.AST, in_class: bool) -> None:
+        self._class_depth.append(in_class)
+        self.generic_visit(node)
+        self._class_depth.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self._bind(node.name, "f")
+        for item in (*node.decorator_list, *node.args.defaults, *node.args.kw_defaults):
+            if item is not None:
+                self.visit(item)
+        for tp in getattr(node, "type_params", []):
+            self.excluded.add(getattr(tp, "name", ""))
+        self._class_depth.append(False)
+        self.visit(node.args)
+        if node.returns:
+            self.visit(node.returns)
+        for stmt in node.body:
+            self.visit(stmt)
+        self._class_depth.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._bind(node.name, "c")
+        for item in (*node.decorator_list, *node.bases, *node.keywords):
+            self.visit(item)
+        for tp in getattr(node, "type_params", []):
+            self.excluded.add(getattr(tp, "name", ""))
+        self._class_depth.append(True)
+        for stmt in node.body:
+            self.visit(stmt)
+        self._class_depth.pop()
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._scope(node, False)
+
+    def visit_ListComp(self, node: ast.AST) -> None:
+        self._scope(node, False)
+
+    visit_SetComp = visit_DictComp = visit_GeneratorExp = visit_ListComp
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self._class_depth.append(False)
+        self._bind(node.arg)
+        self._class_depth.pop()
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            self._bind(node.id)
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        for alias in node.names:
+            self.excluded.add(alias.asname or alias.name.split(".")[0])
+
+    visit_ImportFrom = visit_Import
+
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
+        for name in node.names:
+            self._bind(name)
+
+    visit_Nonlocal = visit_Global
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self._bind(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self._bind(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self._bind(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self._bind(node.rest)
+        self.generic_visit(node)
+
+    def positions(
+        self, raw: list[bytes], placeholder: dict[str, str]
+    ) -> list[tuple[int, int, str]]:
+        """(line, byte column, name) of every occurrence to rename."""
+        found = []
+        for node in ast.walk(self.tree):
+            for line, col, name in _occurrences(node, raw):
+                if name in placeholder:
+                    found.append((line, col, name))
+        return sorted(set(found))
+
+
+def _dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+def _occurrences(node: ast.AST, raw: list[bytes]) -> list[tuple[int, int, str]]:
+    """Where ``node`` writes identifiers the renamer handles: (line, byte column, name)."""
+    if isinstance(node, ast.Name):
+        return [(node.lineno, node.col_offset, node.id)]
+    if isinstance(node, ast.arg):
+        return [(node.lineno, node.col_offset, node.arg)]
+    if isinstance(node, _DEFS):
+        keyword = rb"class" if isinstance(node, ast.ClassDef) else rb"(?:async\s+)?def"
+        return _after(raw, node.lineno, node.col_offset, keyword + rb"\s+", node.name)
+    if isinstance(node, (ast.Global, ast.Nonlocal)):
+        line = raw[node.lineno - 1]
+        skip = len("global" if isinstance(node, ast.Global) else "nonlocal")
+        out = []
+        for name in node.names:
+            pattern = rb"(?<![\w.])" + re.escape(name.encode()) + rb"(?!\w)"
+            m = re.compile(pattern).search(line, node.col_offset + skip)
+            if m is None or node.end_lineno != node.lineno:
+                raise ObfuscationError(f"line {node.lineno}: cannot place {name!r}")
+            out.append((node.lineno, m.start(), name))
+        return out
+    if isinstance(node, ast.ExceptHandler) and node.name:
+        return _last(raw, node.lineno, node.col_offset, rb"\bas\s+", node.name)
+    if isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+        return _span_last(raw, node, node.name)
+    if isinstance(node, ast.MatchMapping) and node.rest:
+        return _span_last(raw, node, node.rest)
+    return []
+
+
+def _after(raw: list[bytes], line: int, col: int, prefix: bytes, name: str):
+    m = re.compile(prefix + re.escape(name.encode())).match(raw[line - 1], col)
+    if m is None:
+        raise ObfuscationError(f"line {line}: cannot place {name!r}")
+    return [(line, m.end() - len(name.encode()), name)]
+
+
+def _last(raw: list[bytes], line: int, col: int, prefix: bytes, name: str):
+    matches = list(
+        re.compile(prefix + re.escape(name.encode()) + rb"(?!\w)").finditer(raw[line - 1], col)
+    )
+    if not matches:
+        raise ObfuscationError(f"line {line}: cannot place {name!r}")
+    return [(line, matches[-1].end() - len(name.encode()), name)]
+
+
+def _span_last(raw: list[bytes], node: ast.AST, name: str):
+    if node.end_lineno != node.lineno:
+        raise ObfuscationError(f"line {node.lineno}: multi-line pattern binds {name!r}")
+    segment = raw[node.lineno - 1][: node.end_col_offset]
+    matches = list(
+        re.compile(rb"(?<![\w.])" + re.escape(name.encode()) + rb"(?!\w)").finditer(
+            segment, node.col_offset
+        )
+    )
+    if not matches:
+        raise ObfuscationError(f"line {node.lineno}: cannot place {name!r}")
+    return [(node.lineno, matches[-1].start(), name)]
+
+
+def _placeholders(scan: _Scan, source: str) -> dict[str, str]:
+    """original -> placeholder, numbered per kind in order of binding, avoiding names in use."""
+    taken = set(re.findall(r"\b[vfc]\d+\b", source))
+    counters = {"v": 0, "f": 0, "c": 0}
+    out = {}
+    for name in scan.rename():
+        kind = scan.kind.get(name, "v")
+        while True:
+            counters[kind] += 1
+            candidate = f"{kind}{counters[kind]}"
+            if candidate not in taken:
+                break
+        out[name] = candidate
+    return out
+
+
+def _docstring_edits(tree: ast.Module, raw: list[bytes]) -> list[tuple[int, int, int, int, bytes]]:
+    edits = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, *_DEFS)) or not _docstring(node):
+            continue
+        doc = node.body[0]
+        first, last = raw[doc.lineno - 1], raw[doc.end_lineno - 1]
+        alone = not first[: doc.col_offset].strip() and not _code_after(last, doc.end_col_offset)
+        sole = len(node.body) == 1
+        if not (alone or sole):
+            raise ObfuscationError(f"line {doc.lineno}: docstring shares its line with code")
+        # its lines stay (blank), so line k of the twin is line k of the original
+        new = b"pass" if sole else b""
+        edits.append((doc.lineno, doc.col_offset, doc.end_lineno, doc.end_col_offset, new))
+    return edits
+
+
+def _code_after(line: bytes, col: int) -> bool:
+    rest = line[col:].strip()
+    return bool(rest) and not rest.startswith(b"#")
+
+
+def _docstring(node: ast.AST) -> bool:
+    body = getattr(node, "body", None)
+    return bool(
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    )
+
+
+def _comment_edits(source: str, raw: list[bytes]) -> list[tuple[int, int, int, int, bytes]]:
+    edits = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type != tokenize.COMMENT:
+                continue
+            line, col = tok.start
+            text = raw[line - 1]
+            start = len(text.decode("utf-8")[:col].encode("utf-8"))
+            end = start + len(tok.string.encode("utf-8"))
+            while start > 0 and text[start - 1 : start] in (b" ", b"\t"):
+                start -= 1  # the spaces before a trailing comment go too
+            edits.append((line, start, line, end, b""))
+    except (tokenize.TokenError, SyntaxError) as e:
+        raise ObfuscationError(f"does not tokenize ({e})") from None
+    return edits
+
+
+def _apply(raw: list[bytes], edits: list[tuple[int, int, int, int, bytes]]) -> str:
+    """Replace each (line0, col0, line1, col1) span by its bytes; newlines of spanned lines stay."""
+    starts = [0]
+    for line in raw:
+        starts.append(starts[-1] + len(line))
+    data = b"".join(raw)
+    spans = sorted((starts[a - 1] + c, starts[b - 1] + d, new) for a, c, b, d, new in edits)
+    out, at = [], 0
+    for start, end, new in spans:
+        if start < at:
+            raise ObfuscationError("overlapping edits")
+        out += [data[at:start], new, b"\n" * data[start:end].count(b"\n")]
+        at = end
+    out.append(data[at:])
+    return b"".join(out).decode("utf-8")
+
+
+class _Normalise(ast.NodeTransformer):
+    """The original tree as the twin should parse: names mapped, docstrings removed."""
+
+    def __init__(self, placeholder: dict[str, str], strip_docstrings: bool) -> None:
+        self.p, self.strip = placeholder, strip_docstrings
+
+    def _n(self, name: str | None) -> str | None:
+        return self.p.get(name, name) if name else name
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        if self.strip and isinstance(node, (ast.Module, *_DEFS)) and _docstring(node):
+            node.body = node.body[1:] or [ast.Pass()]
+        super().generic_visit(node)
+        if isinstance(node, ast.Name):
+            node.id = self._n(node.id)
+        elif isinstance(node, ast.arg):
+            node.arg = self._n(node.arg)
+        elif isinstance(node, _DEFS):
+            node.name = self._n(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            node.names = [self._n(n) for n in node.names]
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)):
+            node.name = self._n(node.name)
+        elif isinstance(node, ast.MatchMapping):
+            node.rest = self._n(node.rest)
+        return node
+
+
+def normalised_dump(tree: ast.AST, placeholder: dict[str, str], strip_docstrings: bool) -> str:
+    """``ast.dump`` of ``tree`` with names mapped by ``placeholder`` (original -> placeholder)
+    and, when ``strip_docstrings``, docstrings removed (an emptied body holds ``pass``)."""
+    return ast.dump(_Normalise(placeholder, strip_docstrings).visit(tree))
+
+
+def _check(tree: ast.Module, text: str, placeholder: dict[str, str], strip: bool) -> None:
+    try:
+        twin = ast.parse(text)
+        compile(text, "<twin>", "exec")
+    except (SyntaxError, ValueError) as e:
+        raise ObfuscationError(f"the twin does not compile ({e})") from None
+    if ast.dump(twin) != normalised_dump(tree, placeholder, strip):
+        raise ObfuscationError("the twin's ast differs from the original's beyond names")
