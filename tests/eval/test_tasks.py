@@ -15,8 +15,10 @@ from thrifty.eval.entity_tracking import split_prefix
 from thrifty.eval.scoring import score_sentences
 from thrifty.eval.wug import average_ranks, spearman
 
-NAMES = ["blimp", "blimp_fast", "blimp_filtered", "blimp_supplement", "entity_tracking", "ewok",
-         "reading", "supplement_fast", "wug"]  # fmt: skip
+NAMES = ["blimp", "blimp_fast", "blimp_filtered", "blimp_supplement", "closed_book_qa",
+         "entity_tracking", "ewok", "reading", "supplement_fast", "wug"]  # fmt: skip
+# closed_book_qa reads a corpus's own questions (thrifty synthesize-world), never shared data
+UNSHARED = ("closed_book_qa", "ewok")
 SUPPLEMENT = {"hypernym": 842, "qa_congruence_easy": 64, "qa_congruence_tricky": 165,
               "subject_aux_inversion": 3867, "turn_taking": 280}  # fmt: skip
 UNIFORM = {"task", "data", "backend", "variant", "metric", "score", "macro", "subtasks",
@@ -52,14 +54,18 @@ def test_registry_members_and_their_real_folders(shared_data, caplog):
             with pytest.raises(UserError, match="ewok_filtered.*terms of use"):
                 task_folder(name, shared_data, None)
             continue
+        if name == "closed_book_qa":
+            with pytest.raises(UserError, match="synthesize-world"):
+                task_folder(name, shared_data, None)
+            continue
         folder = task_folder(name, shared_data, None)
         assert folder == shared_data / EVAL_TASKS.get(name).default_subdir and folder.is_dir()
     assert task_names("all") == NAMES
     with caplog.at_level("INFO", logger="thrifty.eval"):
         folders = task_folders(NAMES, shared_data, None, skip_missing=True)
-    assert list(folders) == [n for n in NAMES if n != "ewok"]
+    assert list(folders) == [n for n in NAMES if n not in UNSHARED]
     assert [r.getMessage() for r in caplog.records] == [
-        f"ewok skipped: no data ({shared_data / EVAL_TASKS.get('ewok').default_subdir})"
+        f"{n} skipped: no data ({shared_data / EVAL_TASKS.get(n).default_subdir})" for n in UNSHARED
     ]
     with pytest.raises(UserError, match="no data for task 'ewok'"):
         task_folders(["wug", "ewok"], shared_data, None)

@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         soup,
         submit,
         sweep,
+        synthesize,
         train,
         upcycle,
     )
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         upcycle,
         grokking_task,
         submit,
+        synthesize,
     ):
         module.add_parser(sub)
     return parser

@@ -6,7 +6,7 @@ Importing this package registers every task: ``blimp``, ``blimp_filtered``,
 result schema.
 """
 
-from thrifty.eval import blimp, entity_tracking, ewok, reading, wug  # noqa: F401  (registers)
+from thrifty.eval import blimp, closed_book_qa, entity_tracking, ewok, reading, wug  # noqa: F401
 from thrifty.eval.minimal_pairs import (
     evaluate_minimal_pairs,
     evaluate_pairs,
