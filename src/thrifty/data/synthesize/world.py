@@ -9,8 +9,8 @@ world but never stated: their questions ("Zorb's sibling lives in") appear in no
 
 Questions (:func:`questions`): for every fact and every composition, a cloze prompt and a
 multiple-choice question, each with the answer and three distractors of the same type drawn from
-the whole world; records carry ``kind`` (cloze | mc), ``composed`` and the source ``doc`` id, the
-format :mod:`thrifty.eval.closed_book_qa` reads.
+the whole world (fewer in a world too small for three); records carry ``kind`` (cloze | mc),
+``composed`` and the source ``doc`` id, the format :mod:`thrifty.eval.closed_book_qa` reads.
 
 The template generator (:mod:`thrifty.data.synthesize.generators`) restates facts through
 ``Relation.templates``; the raw template is one of them, so no arm is barred from the cloze
@@ -179,7 +179,10 @@ def questions(world: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
     items = []
 
     def add(doc: str, cloze: str, question: str, answer: str, kind: str, composed: bool) -> None:
-        wrong = rng.sample([n for n in pools[kind] if n != answer], 3)
+        others = [n for n in pools[kind] if n != answer]
+        if not others:  # a world too small for a distractor of this type
+            return
+        wrong = rng.sample(others, min(3, len(others)))
         choices = [answer, *wrong]
         rng.shuffle(choices)
         for form, text in (("cloze", cloze), ("mc", question)):
