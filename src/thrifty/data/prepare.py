@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ __all__ = [
     "prepare",
     "scan_sources",
     "write_selection",
+    "write_tokenized",
 ]
 
 _BATCH_CHARS = 1 << 22  # texts per encode_batch call: enough to keep every core busy
@@ -144,6 +145,44 @@ def write_selection(
         return _write(scans, take, out, ledger, bar, settings, seed, vocab_size, reused)
 
 
+def write_tokenized(
+    out: Path,
+    tok: Tokenizer,
+    documents: Iterable[tuple[str, Sequence[int]]],
+    *,
+    ledger: Ledger,
+    words: dict[str, int],
+    settings: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write documents tokenized outside ``prepare`` as the dataset ``out``, atomically.
+
+    ``documents``: (split, ids without the BOS the writer adds), in order; ``words``: the words
+    of each split, for the manifest and ``ledger.prepared_words``; the ``ledger`` is otherwise
+    complete. ``extra``: keys added to the manifest. Returns the manifest.
+    """
+    out = Path(out)
+    _check_out(out, overwrite)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        tok.save(str(tmp / "tokenizer.json"))
+        with TokenWriter(tmp, tok.get_vocab_size()) as writer:
+            for split, ids in documents:
+                writer.add(split, [ids])
+            counts = {**writer.close(), "words": dict(words)}
+        ledger.prepared_words = dict(words)
+        manifest = _manifest(tok, counts, ledger, settings, []) | (extra or {})
+        write_text_atomic(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave half a dataset behind
+        raise
+    return manifest
+
+
 def _reused(path: Path | None, words: int | None) -> tuple[Tokenizer, dict[str, Any]] | None:
     """A reused tokenizer and its ledger record, checked before any long pass."""
     if path is None:
@@ -201,7 +240,19 @@ def _build(
     ledger.sources = passes.ledger_sources()
     ledger.prepared_words = counts["words"]
     ledger.texts = [counts["train_sha256"]]
-    manifest = {
+    manifest = _manifest(tok, counts, ledger, settings, passes.truncated())
+    write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _manifest(
+    tok: Tokenizer,
+    counts: dict[str, Any],
+    ledger: Ledger,
+    settings: dict[str, Any],
+    truncated: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
         "format": FORMAT,
         "dtype": counts["dtype"],
         "vocab_size": tok.get_vocab_size(),
@@ -212,12 +263,10 @@ def _build(
         "documents": counts["documents"],
         "files": {split: list(names) for split, names in SPLIT_FILES.items()},
         "settings": settings,
-        "truncated": passes.truncated(),
+        "truncated": truncated,
         "ledger": ledger.to_dict(),
         "created_by": f"thrifty {__version__}",
     }
-    write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
-    return manifest
 
 
 def _check_settings(
