@@ -13,6 +13,7 @@ from thrifty.errors import UserError
 def build_parser() -> argparse.ArgumentParser:
     from thrifty.cli import (
         audit,
+        code_task,
         demo,
         distill,
         ensemble,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         soup,
         upcycle,
         grokking_task,
+        code_task,
         submit,
         synthesize,
     ):
