@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         finetune,
         grokking_task,
         label_efficiency,
+        length_eval,
         prepare,
+        recall_task,
         scaling,
         soup,
         submit,
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         upcycle,
         grokking_task,
         code_task,
+        recall_task,
+        length_eval,
         submit,
         synthesize,
     ):

@@ -36,7 +36,7 @@ from thrifty.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, load_
 from thrifty.errors import UserError
 from thrifty.export import remote
 from thrifty.export.card import model_card
-from thrifty.export.remote import remote_config, remote_state_dict
+from thrifty.export.remote import remote_config, remote_state_dict, rope_scaling
 from thrifty.model_kind import scoring_backend
 from thrifty.runs import LoadedModel, load_model
 
@@ -75,19 +75,6 @@ def hf_state_dict(model) -> dict[str, torch.Tensor]:
         }
     out["model.norm.weight"] = model.norm.weight.detach().float()
     return {k: v.cpu().contiguous().clone() for k, v in out.items()}
-
-
-def rope_scaling(m) -> dict | None:
-    """``transformers``' ``rope_scaling`` section for the model's context extension, or None;
-    the same rule (``thrifty.models.rope``), so the export computes the same positions."""
-    if m.rope_scaling == "none" or m.rope_factor == 1.0:
-        return None
-    original = m.rope_original_len or round(m.max_seq_len / m.rope_factor)
-    return {
-        "rope_type": m.rope_scaling,
-        "factor": m.rope_factor,
-        "original_max_position_embeddings": original,
-    }
 
 
 def llama_config(cfg) -> dict:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from thrifty.data.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID
+from thrifty.data.tokenizer import BOS_ID, EOS_ID, MASK_ID, META_ID, PAD_ID
 from thrifty.models.attention import ATTENTIONS
+from thrifty.models.attention.meta import MetaAttention
 from thrifty.models.attention.moa import MixtureOfAttention, QueryExpert
 from thrifty.models.block.parallel import ParallelBlock
 from thrifty.models.mlp import MLPS
@@ -37,7 +38,7 @@ FILES = ("configuration_thrifty.py", "modeling_thrifty.py")
 # is the Llama layout, which is also what a config.json without the slot means.
 LAYOUT = {
     "block": ("sequential", "parallel"),
-    "attention": ("mha", "moa"),
+    "attention": ("mha", "moa", "meta"),
     "mlp": ("swiglu", "moe"),
 }
 # Scoring backend -> position offset between a masked token and the output that predicts it.
@@ -84,6 +85,9 @@ def _layout(m) -> dict:
     if m.attention["name"] == "moa":
         moa = ATTENTIONS.config(m.attention, "model.attention")
         out["attention"] |= {"experts": moa.experts, "share_kv": moa.share_kv}
+    if m.attention["name"] == "meta":
+        meta = ATTENTIONS.config(m.attention, "model.attention")
+        out["attention"] |= {"queries": meta.queries, "rope": meta.rope}
     if m.mlp["name"] == "moe":
         moe = MLPS.config(m.mlp, "model.mlp")
         out["mlp"] |= {
@@ -95,6 +99,19 @@ def _layout(m) -> dict:
             "capacity_factor": moe.capacity_factor,
         }
     return out
+
+
+def rope_scaling(m) -> dict | None:
+    """``transformers``' ``rope_scaling`` section for the model's context extension, or None;
+    the same rule (``thrifty.models.rope``), so the export computes the same positions."""
+    if m.rope_scaling == "none" or m.rope_factor == 1.0:
+        return None
+    original = m.rope_original_len or round(m.max_seq_len / m.rope_factor)
+    return {
+        "rope_type": m.rope_scaling,
+        "factor": m.rope_factor,
+        "original_max_position_embeddings": original,
+    }
 
 
 def remote_config(cfg, backend: str | None) -> dict:
@@ -118,6 +135,8 @@ def remote_config(cfg, backend: str | None) -> dict:
         "max_position_embeddings": m.max_seq_len,
         "rms_norm_eps": m.norm_eps,
         "rope_theta": m.rope_theta,
+        "rope_extension": rope_scaling(m),  # not rope_scaling, which transformers rewrites
+        "meta_token_id": META_ID,
         "initializer_range": m.init_std,
         "objective": cfg.objective["name"],
         "mask_prediction_offset": OFFSETS[backend],
@@ -165,6 +184,9 @@ def _attention(attn, pre: str, at: str, dense) -> dict[str, torch.Tensor]:
     else:
         inner = {"qkv_proj": dense(attn.qkv, f"{at}.qkv")}  # rows [q; k; v]
     inner["o_proj"] = dense(attn.out, f"{at}.out")
+    if isinstance(attn, MetaAttention):
+        inner["meta_qkv_proj"] = dense(attn.meta_qkv, f"{at}.meta_qkv")
+        inner["meta_o_proj"] = dense(attn.meta_out, f"{at}.meta_out")
     return {f"{pre}.{name}.weight": w for name, w in inner.items()}
 
 

@@ -54,6 +54,21 @@ def insert_meta_tokens(ids: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return torch.where(where, META_ID, ids.gather(1, real.clamp(min=0)))
 
 
+def insert_periodic(ids: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluation's transform: ``ids`` (B, L) with an ``<m>`` at every position p >= 1 with
+    p % round(1 / rate) == 0 and *no* token dropped (the rows grow); also (L,) the new position
+    of each original token. ``rate`` 0: unchanged."""
+    L = ids.shape[1]
+    if rate == 0:
+        return ids, torch.arange(L)
+    period = max(2, round(1 / rate))  # at least one real token between meta-tokens
+    # positions 0 .. period-1 are real, then each period holds one <m> and period-1 tokens
+    moved = torch.arange(L) + torch.clamp(torch.arange(L) - 1, min=0) // (period - 1)
+    out = ids.new_full((ids.shape[0], int(moved[-1]) + 1), META_ID)
+    out[:, moved] = ids
+    return out, moved
+
+
 def meta_targets(ids: torch.Tensor) -> torch.Tensor:
     """Next-token targets (B, L-1) of a window with meta-tokens: ``<m>`` targets ignored."""
     targets = ids[:, 1:]

@@ -25,7 +25,7 @@ from transformers import PretrainedConfig
 
 LAYOUT = {
     "block": ("sequential", "parallel"),
-    "attention": ("mha", "moa"),
+    "attention": ("mha", "moa", "meta"),
     "mlp": ("swiglu", "moe"),
 }
 
@@ -54,6 +54,8 @@ class ThriftyConfig(PretrainedConfig):
         block: dict | None = None,
         attention: dict | None = None,
         mlp: dict | None = None,
+        rope_extension: dict | None = None,
+        meta_token_id: int = 4,
         **kwargs,
     ) -> None:
         if mask_prediction_offset not in (0, 1):
@@ -74,6 +76,8 @@ class ThriftyConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.rms_norm_eps = rms_norm_eps
         self.rope_theta = rope_theta
+        self.rope_extension = rope_extension
+        self.meta_token_id = meta_token_id
         self.initializer_range = initializer_range
         self.objective = objective
         self.mask_prediction_offset = mask_prediction_offset

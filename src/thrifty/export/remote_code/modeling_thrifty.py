@@ -21,6 +21,10 @@ The block's layout and slots follow ``config.block``, ``config.attention`` and `
 - ``moa`` attention: BAM's soft mixture of attention experts, y = Σ_i g_i(x) · Attn_i(x) with
   g = softmax(router(x)) computed in fp32; every expert runs on every token. With ``share_kv``
   the experts bring their own W_Q and W_O and share one W_K, W_V (``kv_proj``, rows [k; v]).
+- ``meta`` attention: attention plus a meta-attention sub-layer (Shah et al. 2025) in which
+  positions read only the meta-tokens (``config.meta_token_id``, thrifty's ``<cls>``) at or
+  before them; exactly zero where there is none, so text without meta-tokens computes the
+  plain attention. ``config.rope_extension`` stretches RoPE (linear or YaRN) as thrifty does.
 - ``moe`` MLP: top-k routed SwiGLU experts (Switch Transformer, Fedus et al. 2022; Mixtral):
   router softmax in fp32, the ``top_k`` largest weights (rescaled to sum to 1 when
   ``normalize_top_k``), y = Σ over chosen experts of weight · expert(x). With a
@@ -74,12 +78,32 @@ class ThriftyRMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).type_as(x)
 
 
-def rope_tables(head_dim: int, length: int, theta: float, device) -> tuple[torch.Tensor, ...]:
-    """cos/sin (length, head_dim), computed in float64 on the CPU as thrifty does."""
+def rope_tables(
+    head_dim: int, length: int, theta: float, device, scaling: dict | None = None
+) -> tuple[torch.Tensor, ...]:
+    """cos/sin (length, head_dim), computed in float64 on the CPU as thrifty does; ``scaling``
+    (``config.rope_extension``): position interpolation (``linear``) or YaRN (``yarn``) by
+    ``factor`` over ``original_max_position_embeddings`` positions, as in transformers."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    scale = 1.0
+    factor = float(scaling["factor"]) if scaling else 1.0
+    if scaling and factor != 1.0 and scaling["rope_type"] == "linear":
+        inv_freq = inv_freq / factor
+    elif scaling and factor != 1.0 and scaling["rope_type"] == "yarn":
+        original = scaling["original_max_position_embeddings"]
+
+        def dimension(rotations: float) -> float:
+            return head_dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+        low = max(math.floor(dimension(32.0)), 0)
+        high = min(math.ceil(dimension(1.0)), head_dim - 1)
+        ramp = (torch.arange(head_dim // 2, dtype=torch.float64) - low) / max(high - low, 1e-3)
+        interpolated = ramp.clamp(0, 1)
+        inv_freq = inv_freq / factor * interpolated + inv_freq * (1 - interpolated)
+        scale = 0.1 * math.log(factor) + 1.0
     angles = torch.outer(torch.arange(length, dtype=torch.float64), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos().float().to(device), angles.sin().float().to(device)
+    return (angles.cos() * scale).float().to(device), (angles.sin() * scale).float().to(device)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -114,6 +138,50 @@ class ThriftyAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv_proj(x).view(B, T, 3, self.n_heads, C // self.n_heads).unbind(2)
         return self.o_proj(attend(q, k, v, cos, sin, causal, mask))
+
+
+class ThriftyMetaAttention(ThriftyAttention):
+    """``meta``: attention plus meta-attention, a sub-layer in which positions read only the
+    meta-tokens (``config.meta_token_id``) at or before them (``queries: meta``: only
+    meta-tokens read them); exactly zero where there is none to read."""
+
+    wants_ids = True
+
+    def __init__(self, config: ThriftyConfig) -> None:
+        super().__init__(config)
+        d = config.hidden_size
+        self.meta_token_id = config.meta_token_id
+        self.queries = config.attention.get("queries", "all")
+        self.rope = bool(config.attention.get("rope", True))
+        self.meta_qkv_proj = nn.Linear(d, 3 * d, bias=False)
+        self.meta_o_proj = nn.Linear(d, d, bias=False)
+
+    def forward(self, x, cos, sin, causal: bool, mask, ids=None) -> torch.Tensor:
+        y = super().forward(x, cos, sin, causal, mask)
+        if ids is None:
+            return y
+        B, T, C = x.shape
+        is_meta = ids == self.meta_token_id
+        allowed = is_meta[:, None, :].expand(-1, T, -1)
+        if causal:
+            allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        if self.queries == "meta":
+            allowed = allowed & is_meta[:, :, None]
+        allowed = allowed[:, None]
+        if mask is not None:
+            allowed = allowed & mask
+        reads = allowed.any(-1, keepdim=True)
+        keys = allowed | (~reads & torch.eye(T, dtype=torch.bool, device=x.device))
+        q, k, v = self.meta_qkv_proj(x).view(B, T, 3, self.n_heads, C // self.n_heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        if self.rope:
+            q, k = apply_rope(q, cos, sin).type_as(v), apply_rope(k, cos, sin).type_as(v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys) * reads.to(v.dtype)
+        return y + self.meta_o_proj(out.transpose(1, 2).reshape(B, T, C))
+
+
+def attention_ids(attn: nn.Module, ids) -> dict:
+    return {"ids": ids} if getattr(attn, "wants_ids", False) else {}
 
 
 class ThriftyQueryExpert(nn.Module):
@@ -209,7 +277,11 @@ class ThriftyMoE(nn.Module):
         return picked.cumsum(dim=1).gather(2, chosen) <= capacity
 
 
-ATTENTIONS = {"mha": ThriftyAttention, "moa": ThriftyMixtureOfAttention}
+ATTENTIONS = {
+    "mha": ThriftyAttention,
+    "moa": ThriftyMixtureOfAttention,
+    "meta": ThriftyMetaAttention,
+}
 MLPS = {"swiglu": ThriftyMLP, "moe": ThriftyMoE}
 
 
@@ -223,8 +295,9 @@ class ThriftyBlock(nn.Module):
         self.post_attention_layernorm = ThriftyRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLPS[config.mlp["name"]](config)
 
-    def forward(self, x, cos, sin, causal, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, causal, mask)
+    def forward(self, x, cos, sin, causal, mask, ids=None):
+        h = self.input_layernorm(x)
+        x = x + self.self_attn(h, cos, sin, causal, mask, **attention_ids(self.self_attn, ids))
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -237,9 +310,10 @@ class ThriftyParallelBlock(nn.Module):
         self.self_attn = ATTENTIONS[config.attention["name"]](config)
         self.mlp = MLPS[config.mlp["name"]](config)
 
-    def forward(self, x, cos, sin, causal, mask):
+    def forward(self, x, cos, sin, causal, mask, ids=None):
         h = self.input_layernorm(x)
-        return x + self.self_attn(h, cos, sin, causal, mask) + self.mlp(h)
+        attn = self.self_attn(h, cos, sin, causal, mask, **attention_ids(self.self_attn, ids))
+        return x + attn + self.mlp(h)
 
 
 BLOCKS = {"sequential": ThriftyBlock, "parallel": ThriftyParallelBlock}
@@ -300,13 +374,15 @@ class ThriftyModel(ThriftyPreTrainedModel):
                 f"{self.config.max_position_embeddings}"
             )
         head_dim = self.config.hidden_size // self.config.num_attention_heads
-        cos, sin = rope_tables(head_dim, T, self.config.rope_theta, x.device)
+        cos, sin = rope_tables(
+            head_dim, T, self.config.rope_theta, x.device, self.config.rope_extension
+        )
         mask = attention_bias(attention_mask, T, causal)
         states = [] if output_hidden_states else None
         for layer in self.layers:
             if states is not None:
                 states.append(x)
-            x = layer(x, cos, sin, causal, mask)
+            x = layer(x, cos, sin, causal, mask, input_ids)
         x = self.norm(x)
         if states is not None:
             states.append(x)

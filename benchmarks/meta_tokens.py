@@ -1,0 +1,117 @@
+"""Meta-tokens with meta-attention vs a plain GPT: recall and held-out loss at 1x, 2x and 4x the
+training length, with and without RoPE extension (small-scale check of Shah et al. 2025,
+``papers/meta_tokens.md``).
+
+Arms, each a `thrifty train` run of the same tiny RoPE GPT on the same windows for the same
+steps and learning rate, over ``--seeds``:
+
+- ``plain``: ``model.attention=mha``, ``objective=causal_lm``;
+- ``meta``: ``model.attention=meta``, ``objective=meta_lm`` (an ``<m>`` at a random 1/16 of
+  the positions in training; every 16th position in evaluation).
+
+Part 1 trains on key-value recall in a haystack (``thrifty recall-task``) and scores the queried
+values of test files at each length; part 2 trains on BabyLM text and scores the mean loss on
+held-out BabyLM windows of each length. Both run `thrifty length-eval` with ``--rope`` none,
+linear and yarn. Runs go two at a time (one thread each).
+
+    python benchmarks/meta_tokens.py --data DATA_ROOT --out bench-runs/meta_tokens
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ARMS = {
+    "plain": ["model.attention=mha", "objective={name: causal_lm}"],
+    "meta": ["model.attention=meta", "objective={name: meta_lm, rate: 0.0625}"],
+}
+ROPE = "none,linear,yarn"
+
+
+def thrifty(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "thrifty.cli.main", *args], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def train_and_score(name: str, overrides: list[str], score: list[str], work: Path) -> dict:
+    run = work / "runs" / name
+    if not (run / "eval" / "length.json").exists():
+        thrifty("train", "configs/meta-recall.yaml", f"name={name}", f"runs_dir={work / 'runs'}",
+                "train.threads=1", *overrides)  # fmt: skip
+        thrifty("length-eval", str(run), "--rope", ROPE, "--threads", "1", *score)
+    return json.loads((run / "eval" / "length.json").read_text())
+
+
+def table(results: dict, key: str, lengths: list[int], digits: int) -> list[str]:
+    head = "| arm | rope | " + " | ".join(f"{n} tokens" for n in lengths) + " |"
+    lines = [head, "|" + "---|" * (2 + len(lengths))]
+    for arm, runs in results.items():
+        for rope in ROPE.split(","):
+            cells = []
+            for n in lengths:
+                vals = [r[key][rope][str(n)] for r in runs]
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                cells.append(f"{statistics.mean(vals):.{digits}f} ± {sd:.{digits}f}")
+            lines.append(f"| {arm} | {rope} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="folder holding babylm/")
+    ap.add_argument("--out", type=Path, default=Path("bench-runs/meta_tokens"))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--text-seeds", default="0,1")
+    ap.add_argument("--train-len", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--text-steps", type=int, default=1000)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()  # fmt: skip
+    work, T = args.out, args.train_len
+    lengths = [T, 2 * T, 4 * T]
+    model = ["model.d_model=64", "model.n_layers=2", "model.n_heads=2", f"model.max_seq_len={T}",
+             f"data.seq_len={T}", "train.lr=3e-3", "train.eval_every=500"]  # fmt: skip
+    recall, text, held = work / "recall", work / "text", work / "heldout"
+    if not recall.exists():
+        thrifty("recall-task", "--out", str(recall), "--train-len", str(T), "--test-lens",
+                ",".join(map(str, lengths)), "--examples", "60000", "--keys", "32",
+                "--values", "16", "--filler", "16", "--quiet")  # fmt: skip
+    if not text.exists():
+        thrifty("prepare", str(args.data / "babylm" / "sample_600k"), "--budget-words", "300000",
+                "--vocab-size", "4096", "--out", str(text))  # fmt: skip
+    if not held.exists():
+        thrifty("prepare", str(args.data / "babylm" / "heldout"), "--budget-words", "100000",
+                "--valid-fraction", "1", "--tokenizer", str(text / "tokenizer.json"),
+                "--out", str(held))  # fmt: skip
+    jobs = []
+    for arm, arm_overrides in ARMS.items():
+        for seed in args.seeds.split(","):
+            jobs.append(("recall", arm, f"recall-{arm}-s{seed}", [
+                *model, *arm_overrides, f"data.path={recall}", f"seed={seed}",
+                f"train.max_steps={args.steps}"], ["--recall", str(recall)]))  # fmt: skip
+        for seed in args.text_seeds.split(","):
+            jobs.append(("text", arm, f"text-{arm}-s{seed}", [
+                *model, *arm_overrides, f"data.path={text}", f"seed={seed}",
+                f"train.max_steps={args.text_steps}"], ["--text", str(held)]))  # fmt: skip
+    with ThreadPoolExecutor(args.jobs) as pool:
+        done = list(pool.map(lambda j: (j[0], j[1], train_and_score(j[2], j[3], j[4], work)), jobs))
+    results: dict[str, dict[str, list]] = {"recall": {}, "text": {}}
+    for part, arm, result in done:
+        results[part].setdefault(arm, []).append(result)
+    lines = ["### Recall accuracy of the queried values (mean ± std over seeds)", "",
+             *table(results["recall"], "recall", lengths, 3), "",
+             "### Held-out BabyLM loss (nats/token, mean ± std over seeds)", "",
+             *table(results["text"], "heldout_loss", lengths, 3)]  # fmt: skip
+    (work / "meta_tokens.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
