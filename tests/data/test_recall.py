@@ -13,8 +13,8 @@ from thrifty.data.recall import (
     Vocabulary,
     parse_sequence,
     prepare_recall,
-    sample_sequence,
     recall_file,
+    sample_sequence,
 )
 from thrifty.data.tokens import TokenStore
 from thrifty.errors import UserError
@@ -33,7 +33,7 @@ def test_a_sequence_is_its_length_and_its_queries_answer_from_the_context():
 def test_prepared_windows_are_whole_sequences_and_tests_sit_beside(tmp_path):
     out = tmp_path / "recall"
     m = prepare_recall(out, train_len=32, test_lens=(32, 64), examples=300, test_examples=3,
-                       pairs=4, queries=2, vocab=Vocabulary(keys=8, values=4, filler=4))  # fmt: skip
+                       pairs=4, queries=2, vocab=Vocabulary(8, 4, 4))  # fmt: skip
     store = TokenStore(out, "train")
     assert m["tokens"]["train"] == 32 * m["documents"]["train"]  # every word is one token
     assert all(store.window(i, 32)[0] == 1 for i in range(store.num_windows(32)))  # <s> first
