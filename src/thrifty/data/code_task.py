@@ -71,6 +71,7 @@ class Unit:
     names: tuple[tuple[str, str], ...]  # (placeholder, original) by first use in the piece
     orig_text: str
     obf_text: str
+    first_use: tuple[int, ...] = ()  # character offset in orig_text of each name's first use
 
     @property
     def map_text(self) -> str:
@@ -112,13 +113,20 @@ def units(file: CodeFile, tok: Tokenizer, seq_len: int) -> tuple[list[Unit], int
 def _unit(file: CodeFile, tok: Tokenizer, orig: list[str], obf: list[str], i: int, j: int) -> Unit:
     orig_text = "".join(orig[i:j])
     obf_text = "".join(line for line in obf[i:j] if line.strip())
-    names: dict[str, str] = {}
+    names: dict[str, tuple[str, int]] = {}
     inverse = file.twin.inverse
-    for r in file.twin.renames:
-        if i < r.line <= j:
-            names.setdefault(inverse[r.name], r.name)
+    starts = [0]
+    for line in orig[i:j]:
+        starts.append(starts[-1] + len(line))
+    for r in file.twin.renames:  # in order of position
+        if i < r.line <= j and inverse[r.name] not in names:
+            line = orig[r.line - 1]
+            at = starts[r.line - 1 - i] + len(line.encode("utf-8")[: r.start].decode("utf-8"))
+            names[inverse[r.name]] = (r.name, at)
     a, b = tok.encode_batch([orig_text, obf_text], add_special_tokens=False)
-    return Unit(file.path, i, j, a.ids, b.ids, tuple(names.items()), orig_text, obf_text)
+    pairs = tuple((ph, name) for ph, (name, _) in names.items())
+    first_use = tuple(at for _, at in names.values())
+    return Unit(file.path, i, j, a.ids, b.ids, pairs, orig_text, obf_text, first_use)
 
 
 def unit_ids(unit: Unit, fmt: str, tok: Tokenizer, reverse: bool = False) -> list[int]:
