@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from thrifty.cli.main import main
 from thrifty.errors import UserError
@@ -93,7 +94,8 @@ def test_end_to_end_writes_json_and_png(toy, tiny_run, shared_data, tmp_path, mo
             assert len(values) == 2 and all(0 <= v <= 1 for v in values)
             assert data["summary"][arm][n]["mean"] == pytest.approx(np.mean(values))
     assert {"target", "pretrained", "random_init", "factor"} <= set(data["labels_saved"])
-    assert data["heldout"]["n"] == 60 and data["ledger"] == toy.ledger
+    assert data["heldout"] == {"split": "glue/sst2/test.tsv", "n": 60}  # GLUE's real dev set
+    assert data["ledger"] == toy.ledger
     png = (tmp_path / "label_efficiency_sst2.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     assert result["plot"].endswith(".png")
@@ -103,3 +105,26 @@ def test_cli_rejects_sizes_beyond_the_pool(tiny_run, shared_data, capsys):
     code = main(["label-efficiency", str(tiny_run.run_dir), "--task", "wsc", "--sizes",
                  "32,100000", "--data-root", str(shared_data)])  # fmt: skip
     assert code == 2 and "exceeds the 554 wsc training examples" in capsys.readouterr().err
+
+
+def test_each_arm_picks_its_learning_rate_on_its_own_labels(tiny_run, shared_data, tmp_path):
+    settings = Settings(batch_size=8, max_epochs=1, patience=1, max_seq_len=16)
+    data = le.label_efficiency(
+        tiny_run.run_dir, "sst2", data_root=shared_data, sizes=[16], seeds=[0],
+        max_eval_examples=20, settings=settings, lrs=[1e-4, 1e-2], pooling="mean",
+        out=tmp_path, plot=False,
+    )  # fmt: skip
+    assert data["settings"]["lrs"] == [1e-4, 1e-2] and data["settings"]["pooling"] == "mean"
+    for row in data["runs"]:
+        tried = row["valid_by_lr"]
+        assert set(tried) == {"0.0001", "0.01"}
+        assert tried[f"{row['lr']:g}"] == max(tried.values())  # chosen on the early-stopping split
+
+
+def test_mean_pooling_averages_real_tokens_only():
+    from thrifty.models.heads import pool
+
+    hidden = torch.arange(12.0).view(1, 4, 3).repeat(2, 1, 1)
+    padding = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    out = pool(hidden, padding, "mean")
+    assert torch.equal(out[0], hidden[0, :2].mean(0)) and torch.equal(out[1], hidden[1].mean(0))

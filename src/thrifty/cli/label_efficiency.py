@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from thrifty.cli.finetune import add_training_args, parse_seeds
+from thrifty.errors import UserError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -45,10 +46,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-eval-examples", type=int, help="fixed stratified subsample of the held-out set"
     )
+    p.add_argument(
+        "--lrs",
+        help="learning rates each arm chooses from by its early-stopping split, e.g. "
+        "1e-4,3e-4,1e-3 (default: --lr only)",
+    )
+    p.add_argument(
+        "--pooling",
+        choices=("first", "last", "mean"),
+        help="what the head reads (default: last token for causal models, <s> otherwise)",
+    )
     p.add_argument("--out", help="output folder (default: <run>/eval)")
     add_training_args(p)
     p.set_defaults(func=run)
     return p
+
+
+def parse_lrs(text: str) -> list[float]:
+    try:
+        lrs = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--lrs {text}: expected numbers like 1e-4,3e-4") from None
+    if not lrs or any(not lr > 0 for lr in lrs):
+        raise UserError(f"--lrs {text}: learning rates must be positive")
+    return lrs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction,
         max_eval_examples=args.max_eval_examples,
         settings=settings,
+        lrs=parse_lrs(args.lrs) if args.lrs else None,
+        pooling=args.pooling,
         device=args.device,
         threads=args.threads,
         out=args.out,

@@ -18,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Pooling = Literal["first", "last"]
+Pooling = Literal["first", "last", "mean"]
 
 
 def pool(hidden: torch.Tensor, padding: torch.Tensor, how: Pooling) -> torch.Tensor:
     """(B, C) features of (B, T, C) hidden states; ``padding`` (B, T) is True on real tokens.
 
     ``first``: position 0 (``<s>``). ``last``: the last real token of each right-padded row.
+    ``mean``: the average over each row's real tokens.
     """
     if how == "first":
         return hidden[:, 0]
@@ -33,7 +34,10 @@ def pool(hidden: torch.Tensor, padding: torch.Tensor, how: Pooling) -> torch.Ten
         if bool((last < 0).any()):
             raise ValueError("a row has no real tokens")
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    raise ValueError(f"unknown pooling {how!r} (expected 'first' or 'last')")
+    if how == "mean":
+        real = padding.to(hidden.dtype)[..., None]  # (B, T, 1)
+        return (hidden * real).sum(1) / real.sum(1).clamp(min=1)
+    raise ValueError(f"unknown pooling {how!r} (expected 'first', 'last' or 'mean')")
 
 
 class ClassifierHead(nn.Module):

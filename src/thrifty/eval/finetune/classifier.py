@@ -4,9 +4,10 @@ Input layout, for every backbone: ``<s> A`` for single texts and ``<s> A <sep> B
 (``BOS_ID`` 1, ``SEP_ID`` 5), right-padded with ``PAD_ID``. Over-long inputs lose tokens from
 the end of the longer segment first, so a BoolQ question survives a long passage.
 
-Attention and pooling follow the objective's scoring backend: ``causal`` models keep causal
-attention and read the last real token; ``mlm`` and ``mntp`` (masked, GPT-BERT hybrid) models
-attend both ways and read ``<s>``, BERT's [CLS] position. See ``thrifty.models.heads``.
+Attention follows the model's kind: ``causal`` models keep causal attention, ``mlm`` and
+``mntp`` (masked, GPT-BERT hybrid) models attend both ways. Pooling by default too: causal
+models read the last real token, the others ``<s>``, BERT's [CLS] position; ``pooling="mean"``
+averages the real tokens instead. See ``thrifty.models.heads``.
 """
 
 from __future__ import annotations
@@ -28,16 +29,18 @@ from thrifty.runs import build_model
 
 class Classifier(nn.Module):
     def __init__(
-        self, backbone: Transformer, num_labels: int, pooling: Pooling, dropout: float = 0.1
+        self,
+        backbone: Transformer,
+        num_labels: int,
+        pooling: Pooling,
+        dropout: float = 0.1,
+        causal: bool | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
+        self.causal = pooling == "last" if causal is None else causal
         self.head = ClassifierHead(backbone.cfg.d_model, num_labels, dropout)
-
-    @property
-    def causal(self) -> bool:
-        return self.pooling == "last"
 
     def features(self, ids: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         """(B, C) pooled features of right-padded ids (B, T); padding is True on real tokens."""
@@ -55,8 +58,10 @@ def build_classifier(
     pretrained: bool = True,
     seed: int = 0,
     dropout: float = 0.1,
+    how: Pooling | None = None,
 ) -> Classifier:
-    """Backbone of ``loaded`` (a ``runs.LoadedModel``) + a head initialised from ``seed``.
+    """Backbone of ``loaded`` (a ``runs.LoadedModel``) + a head initialised from ``seed``;
+    ``how``: the pooling (None: the kind's, ``thrifty.model_kind.pooling``).
 
     ``pretrained=False`` keeps the architecture and draws fresh weights from the model's own
     init. Either way the head's weights depend on ``seed`` only, so both arms of a comparison
@@ -66,7 +71,8 @@ def build_classifier(
     backbone = build_model(loaded.cfg, loaded.state)
     if pretrained:
         backbone.load_state_dict(loaded.model.state_dict())
-    model = Classifier(backbone, num_labels, pooling(loaded.kind), dropout)
+    causal = loaded.kind == "causal"
+    model = Classifier(backbone, num_labels, how or pooling(loaded.kind), dropout, causal)
     return model.to(next(loaded.model.parameters()).device)
 
 

@@ -133,7 +133,7 @@ def finetune_task(
             "n_eval": len(valid),
             "eval_split": spec.files["valid"],
             "pooling": model_pooling,
-            "attention": "causal" if model_pooling == "last" else "bidirectional",
+            "attention": "causal" if model.causal else "bidirectional",
             "input": "<s> A" if valid_examples[0].text_b is None else "<s> A <sep> B",
             "device": str(device),
             "threads": torch.get_num_threads(),

@@ -89,7 +89,13 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("rte", _glue("rte"), _keys("sentence1", "sentence2"), 2, "accuracy", BINARY),
         TaskSpec(
             "sst2",
-            {"train": f"{SST2_DIR}/train.tsv", "valid": f"{SST2_DIR}/dev.tsv"},
+            # test.tsv is GLUE's real SST-2 dev set (872 sentences); dev.tsv is a re-split of
+            # GLUE's training sentences
+            {
+                "train": f"{SST2_DIR}/train.tsv",
+                "valid": f"{SST2_DIR}/dev.tsv",
+                "test": f"{SST2_DIR}/test.tsv",
+            },
             _keys("sentence"),
             2,
             "accuracy",
