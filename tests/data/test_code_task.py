@@ -127,3 +127,20 @@ def test_bad_settings_exit_2_and_write_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--ratio 1.5" in err and "--format 'pairs'" in err and "no such folder" in err
     assert not list(tmp_path.glob("out*"))
+
+
+def test_prepare_reads_python_files_as_a_py_source(tmp_path):
+    from thrifty.data.prepare import prepare
+
+    (tmp_path / "c").mkdir()
+    corpus = write_corpus(tmp_path / "c", 5)
+    manifest = prepare([f"py:{corpus}"], tmp_path / "out", budget_words=None, vocab_size=300,
+                       valid_fraction=0.0, progress=False)  # fmt: skip
+    sources = manifest["ledger"]["sources"]
+    assert len(sources) == 6 and all(s["words_used"] == s["words_total"] for s in sources)
+    tok = load_tokenizer(tmp_path / "out")
+    text = tok.decode(TokenStore(tmp_path / "out", "train").tokens.tolist())
+    assert '"""Module 0."""\nimport os\n\ndef ' in text  # a file's lines stay lines
+    (corpus / "latin.py").write_bytes(b"x = '\xe9'\n")  # not UTF-8, no coding line
+    assert main(["prepare", f"py:{corpus}", "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()

@@ -1,7 +1,9 @@
 """Read text sources as a stream of documents and count their words the BabyLM way.
 
 A source is a text file (``.txt .train .dev .test``, each optionally ``.gz``), a folder of them,
-a ``.jsonl[.gz]`` file with a text field, or a hub dataset ``hf:OWNER/NAME[:CONFIG][@SPLIT]``.
+a ``.jsonl[.gz]`` file with a text field, a hub dataset ``hf:OWNER/NAME[:CONFIG][@SPLIT]``, or
+``py:FOLDER``: every Python file under it, each one document (``py:stdlib``: this interpreter's
+standard library; ``thrifty.data.code_corpus``).
 Each non-empty line of a text file is a document; each JSONL record or hub row is a document.
 A document longer than ``max_doc_words`` is cut at whitespace into pieces of at most that many
 words, so BabyLM's one-line, multi-megabyte files become many bounded documents.
@@ -57,7 +59,7 @@ class Source:
     """One file or hub dataset; the unit the ledger records (path, sha256, words)."""
 
     name: str  # the path as given, or the "hf:..." spec
-    kind: str  # "text" | "jsonl" | "hf"
+    kind: str  # "text" | "jsonl" | "hf" | "code"
     text_field: str = "text"
 
     def documents(
@@ -70,6 +72,8 @@ class Source:
         _check_args(max_doc_words, errors)
         if self.kind == "text":
             return _text_documents(Path(self.name), max_doc_words, errors, warn)
+        if self.kind == "code":  # a Python file is one record (thrifty.data.code_corpus)
+            return _split_records(iter([(1, _code_text(Path(self.name)))]), max_doc_words)
         if self.kind == "jsonl":
             records = _jsonl_records(Path(self.name), self.text_field, errors, warn)
             return _split_records(records, max_doc_words)
@@ -120,6 +124,10 @@ def _is_jsonl(path: Path) -> bool:
 def resolve_source(spec: str | Path, text_field: str = "text") -> list[Source]:
     """The sources named by one command-line argument: a file, a folder, or ``hf:...``."""
     spec = str(spec)
+    if spec.startswith("py:"):  # every *.py file under a folder ("py:stdlib": the stdlib)
+        from thrifty.data.code_corpus import corpus_root, python_paths
+
+        return [Source(str(p), "code") for p in python_paths(corpus_root(spec[3:]))]
     if spec.startswith("hf:"):
         _parse_hf(spec)  # fail on a malformed spec before any download
         return [Source(spec, "hf", text_field)]
@@ -143,6 +151,16 @@ def resolve_source(spec: str | Path, text_field: str = "text") -> list[Source]:
         return [Source(spec, "text", text_field)]
     kinds = ", ".join(f"{s}[.gz]" for s in (*TEXT_SUFFIXES, ".jsonl"))
     raise UserError(f"{spec}: unsupported file type; expected one of {kinds}, a folder, or hf:")
+
+
+def _code_text(path: Path) -> str:
+    from thrifty.data.code_corpus import read_text
+    from thrifty.data.obfuscate import ObfuscationError
+
+    try:
+        return read_text(path)
+    except (ObfuscationError, OSError) as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 def _hidden(relative: Path) -> bool:
