@@ -72,7 +72,9 @@ def obfuscate(
 ) -> Obfuscated:
     """The obfuscated twin of the Python file ``source`` (module docstring)."""
     try:
-        tree = ast.parse(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes
         raise ObfuscationError(f"does not parse ({e.__class__.__name__}: {e})") from None
     lines = source.splitlines(keepends=True)
