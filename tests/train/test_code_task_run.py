@@ -73,6 +73,9 @@ def test_code_task_trains_resumes_exports_audits_and_probes(tmp_path, capsys):
     pairs = code_probes.swap_pairs(files, tok, 64, limit=20)
     assert pairs and all(sorted(x.splitlines()) == sorted(y.splitlines()) for x, y in pairs)
     assert 0 <= code_probes.swap_accuracy(loaded.model, tok, pairs) <= 1
+    assert main(["code-probe", str(straight), "--data", str(data), "--units", "5"]) == 0
+    probed = json.loads((straight / "eval" / "code_probes.json").read_text())
+    assert 0 <= probed["recovery_map"] <= 1 and probed["ledger"]["derived_words"]
 
 
 @pytest.mark.slow

@@ -66,6 +66,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     p.add_argument("--quiet", action="store_true", help="no summary")
     p.set_defaults(func=run)
+    q = subparsers.add_parser(
+        "code-probe",
+        help="probe a code model on a code-task dataset's held-out files",
+        description="Held-out plain-code loss, identifier recovery (greedy names after "
+        "'obf <sep>', with the original or the name map as continuation) and the "
+        "swapped-statements likelihood probe, for the latest checkpoint of RUN on the held-out "
+        "files of --data; printed and written to RUN/eval/code_probes.json.",
+    )
+    q.add_argument("run", type=Path, metavar="RUN", help="run folder or checkpoint")
+    q.add_argument("--data", type=Path, required=True, metavar="DIR", help="code-task dataset")
+    q.add_argument("--units", type=int, default=60, metavar="N", help="held-out units to probe")
+    q.add_argument("--swaps", type=int, default=150, metavar="N", help="functions to swap")
+    q.set_defaults(func=run_probe)
     return p
 
 
@@ -107,4 +120,38 @@ def run(args: argparse.Namespace) -> int:
             f"  words: {words['train']:,} train ({derived:,} derived, not charged), "
             f"{words['valid']:,} valid; train with data.seq_len={args.seq_len}"
         )
+    return 0
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    import json
+
+    from thrifty.atomic import write_text_atomic
+    from thrifty.data.tokens import load_manifest
+    from thrifty.eval import code_probes
+    from thrifty.runs import load_model
+
+    seq_len = int(load_manifest(args.data).get("code_task", {}).get("seq_len", 0))
+    files = code_probes.held_out_files(args.data)  # UserError for a dataset of another kind
+    loaded = load_model(args.run)
+    tok, model = loaded.tokenizer(), loaded.model
+    units = code_probes.probe_units(files, tok, seq_len, args.units)
+    swaps = code_probes.swap_pairs(files, tok, seq_len, args.swaps)
+    result = {
+        "checkpoint": str(loaded.checkpoint),
+        "data": str(args.data),
+        "plain_loss": code_probes.plain_loss(model, tok, files, seq_len),
+        "recovery_pair": code_probes.identifier_recovery(model, tok, units, "pair"),
+        "recovery_map": code_probes.identifier_recovery(model, tok, units, "map"),
+        "swap_accuracy": code_probes.swap_accuracy(model, tok, swaps),
+        "n_units": len(units),
+        "n_swaps": len(swaps),
+        "ledger": loaded.ledger(),
+    }
+    out = loaded.run_dir / "eval" / "code_probes.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    for key in ("plain_loss", "recovery_pair", "recovery_map", "swap_accuracy"):
+        print(f"{key}: {result[key]:.4f}")
+    print(f"written to {out}")
     return 0
