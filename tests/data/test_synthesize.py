@@ -194,3 +194,34 @@ def test_a_thrifty_run_generates_deterministically_and_is_charged(tmp_path, worl
     entry = next(m for m in led.aux_models if m["name"] == "EntiGraph generator gen")
     assert entry["words"] == 710 and "noncompliant" not in entry
     assert [e["passes"] for e in led.exposure] == [2.0]  # its passes reach the new model
+
+
+def test_rephrase_passes_until_the_budget_and_stop_on_a_silent_generator(
+    world_dir, tmp_path, monkeypatch
+):
+    manifest = synthesize(world_dir, tmp_path / "r", method="rephrase", words=900, vocab_size=300)
+    records = [json.loads(x) for x in (tmp_path / "r" / "synthetic.jsonl").open()]
+    assert {r["kind"] for r in records} == {"rephrase"} and len(records) > 6  # passes repeat
+    assert manifest["ledger"]["synthetic_words"] >= 900
+    monkeypatch.setattr(Template, "relate", lambda self, *args: "")
+    with pytest.raises(UserError, match="wrote no words in a whole pass"):
+        synthesize(world_dir, tmp_path / "s", method="rephrase", words=900)
+
+
+@pytest.mark.slow
+def test_a_transformers_model_generates_with_its_seed_and_is_charged_as_declared(
+    tmp_path, world_dir, toy
+):
+    from thrifty.cli.main import main
+
+    run = toy.build_run(tmp_path / "gen").run_dir
+    assert main(["export", str(run), "--out", str(tmp_path / "hf")]) == 0
+    kw = dict(generator=f"hf:{tmp_path / 'hf'}", generator_words=5_000_000, entities="rule",
+              words=40, max_new_tokens=5, temperature=0.9, vocab_size=300,
+              valid_fraction=0.0)  # fmt: skip
+    a = synthesize(world_dir, tmp_path / "a", **kw)
+    synthesize(world_dir, tmp_path / "b", **kw)
+    texts = [(tmp_path / x / "synthetic.jsonl").read_text() for x in ("a", "b")]
+    assert texts[0] == texts[1]  # the task seeds fix the samples
+    entry = next(m for m in a["ledger"]["aux_models"] if m["name"].startswith("EntiGraph gen"))
+    assert entry["words"] == 5_000_000 and entry["noncompliant"]

@@ -145,9 +145,14 @@ def generate(
         entities.append(found)
     limit = None if words is not None or method == "entigraph" else len(docs)
     tasks = itertools.islice(plan(method, entities, seed), limit)
+    pass_words, resume_at = 0, partial.records
     for index, task in enumerate(tasks):
         if words is not None and partial.words >= words:
             break
+        if method == "rephrase" and index and index % len(docs) == 0:  # a pass ends
+            if index - len(docs) >= resume_at and partial.words == pass_words:
+                raise UserError(f"generator {generator.spec} wrote no words in a whole pass")
+            pass_words = partial.words
         if index < partial.records:
             continue  # done before the resume
         doc = docs[task.doc]

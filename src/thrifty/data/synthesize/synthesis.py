@@ -41,14 +41,13 @@ def synthesize(
         raise UserError(f"--words must be positive, got {words}")
     if entities not in ("auto", "rule", "generator"):
         raise UserError(f"--entities {entities!r}: choose from auto, rule, generator")
+    external = generator.startswith(("hf:", "http://", "https://"))
+    if external and generator_words is None:
+        raise UserError(f"generator {generator}: declare its training words (--generator-words)")
     docs, sha, source_words = read_documents(source)
     gen = make_generator(generator, temperature=temperature, max_new_tokens=max_new_tokens,
                          declared_words=generator_words, model=generator_model)  # fmt: skip
-    if gen.extracts and generator_words is None and not generator.startswith("run:"):
-        raise UserError(f"generator {gen.spec}: declare its training words (--generator-words)")
-    entities_from = entities if entities != "auto" else (
-        "generator" if gen.extracts and not generator.startswith("run:") else "rule"
-    )  # fmt: skip
+    entities_from = entities if entities != "auto" else ("generator" if external else "rule")
     settings = {"method": method, **gen.describe(), "words": words, "seed": seed,
                 "entities": entities_from, "max_entities": max_entities,
                 "source_sha256": sha}  # fmt: skip

@@ -6,7 +6,7 @@ fsynced) and ``progress.json`` (rewritten atomically after every record: the set
 records and bytes written, the words, and each document's extracted entities). A crash, an
 unreachable generator or Ctrl-C leaves that folder; the same command then resumes at the first
 record not on record (bytes past the recorded length are cut off, so a torn line is never read).
-Other settings find the folder and refuse, unless ``--overwrite`` starts over. The finished
+Other settings find the folder and refuse; ``--overwrite`` always starts over. The finished
 dataset is built beside it and renamed to ``out`` (:func:`thrifty.atomic.replace_folder`); only
 then is the partial folder removed.
 """
@@ -36,19 +36,17 @@ class PartialOutput:
         if self.out.exists() and not overwrite:
             raise UserError(f"{self.out} already exists; pass --overwrite to replace it")
         saved = self._saved()
-        if saved is not None and saved["settings"] != self.settings:
-            if not overwrite:
-                changed = sorted(
-                    k for k in {*saved["settings"], *self.settings}
-                    if saved["settings"].get(k) != self.settings.get(k)
-                )  # fmt: skip
-                raise UserError(
-                    f"{self.folder} holds an unfinished synthesis with other settings "
-                    f"({', '.join(changed)}); rerun it as it was to resume, or pass --overwrite "
-                    "to start over"
-                )
-            saved = None
-        if saved is None:
+        if saved is not None and saved["settings"] != self.settings and not overwrite:
+            changed = sorted(
+                k for k in {*saved["settings"], *self.settings}
+                if saved["settings"].get(k) != self.settings.get(k)
+            )  # fmt: skip
+            raise UserError(
+                f"{self.folder} holds an unfinished synthesis with other settings "
+                f"({', '.join(changed)}); rerun it as it was to resume, or pass --overwrite "
+                "to start over"
+            )
+        if saved is None or overwrite:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder.mkdir(parents=True)
             saved = {"settings": self.settings, "records": 0, "bytes": 0, "words": 0,
