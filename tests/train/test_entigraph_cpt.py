@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -65,3 +66,15 @@ def test_synthesize_continue_resume_export_audit_and_eval(nano_cfg, tiny_data, t
     result = json.loads((straight / "eval" / "closed_book_qa_causal.json").read_text())
     assert result["n_items"] > 0 and 0 <= result["score"] <= 1
     assert result["ledger"]["synthetic_words"] == ledger["synthetic_words"]
+
+
+def test_the_shipped_recipe_replays_one_row_in_ten():
+    """The card's rr = 0.1: each training row comes from replay with probability 0.1."""
+    from thrifty.config import load_config
+
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "entigraph-cpt.yaml")
+    obj, rows = cfg.objective, cfg.train.batch_size
+    replayed = max(1, round(obj["ratio"] * rows))  # as objectives/replay.py draws them
+    assert replayed / (rows + replayed) == pytest.approx(0.1)
+    assert obj["replay_weight"] == pytest.approx(0.1) and obj["constraint"] == "none"
+    assert cfg.train.init_from and cfg.objective["base"] == {"name": "causal_lm"}
