@@ -214,11 +214,15 @@ class HuggingFace(Prompted):
         import torch
 
         torch.manual_seed(seed)
-        ids = self.tokenizer(text, return_tensors="pt")
+        ids = self.tokenizer(text, return_tensors="pt")["input_ids"]
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None:  # keep the prompt's end ("Answer:") when it is too long
+            ids = ids[:, -max(1, limit - self.max_new_tokens) :]
         with torch.no_grad():
-            out = self.model.generate(**ids, do_sample=True, temperature=self.temperature,
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                      temperature=self.temperature,
                                       max_new_tokens=self.max_new_tokens)  # fmt: skip
-        return self.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
 class Endpoint(Prompted):
