@@ -33,9 +33,7 @@ import warnings
 from dataclasses import dataclass
 
 _BUILTINS = frozenset(dir(builtins))
-_PLACEHOLDER = re.compile(r"[vfc]\d+")
-_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_DEFS = (*_FUNCS, ast.ClassDef)
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 class ObfuscationError(ValueError):
@@ -80,10 +78,10 @@ def obfuscate(
     lines = source.splitlines(keepends=True)
     scan = _Scan(tree)
     placeholder = _placeholders(scan, source)
-    raw = lines_bytes = [line.encode("utf-8") for line in lines]
+    raw = [line.encode("utf-8") for line in lines]
     edits: list[tuple[int, int, int, int, bytes]] = []  # (line0, col0, line1, col1, new)
     renames = []
-    for line, col, name in scan.positions(lines_bytes, placeholder):
+    for line, col, name in scan.positions(raw, placeholder):
         end = col + len(name.encode("utf-8"))
         if raw[line - 1][col:end] != name.encode("utf-8"):
             raise ObfuscationError(f"line {line}: {name!r} is not where ast places it")
@@ -233,56 +231,44 @@ def _occurrences(node: ast.AST, raw: list[bytes]) -> list[tuple[int, int, str]]:
     if isinstance(node, ast.arg):
         return [(node.lineno, node.col_offset, node.arg)]
     if isinstance(node, _DEFS):
-        keyword = rb"class" if isinstance(node, ast.ClassDef) else rb"(?:async\s+)?def"
-        return _after(raw, node.lineno, node.col_offset, keyword + rb"\s+", node.name)
+        keyword = rb"class\s+" if isinstance(node, ast.ClassDef) else rb"(?:async\s+)?def\s+"
+        m = re.compile(keyword + re.escape(node.name.encode())).match(
+            raw[node.lineno - 1], node.col_offset
+        )
+        if m is None:
+            raise ObfuscationError(f"line {node.lineno}: cannot place {node.name!r}")
+        return [(node.lineno, m.end() - len(node.name.encode()), node.name)]
     if isinstance(node, (ast.Global, ast.Nonlocal)):
-        line = raw[node.lineno - 1]
         skip = len("global" if isinstance(node, ast.Global) else "nonlocal")
-        out = []
-        for name in node.names:
-            pattern = rb"(?<![\w.])" + re.escape(name.encode()) + rb"(?!\w)"
-            m = re.compile(pattern).search(line, node.col_offset + skip)
-            if m is None or node.end_lineno != node.lineno:
-                raise ObfuscationError(f"line {node.lineno}: cannot place {name!r}")
-            out.append((node.lineno, m.start(), name))
-        return out
-    if isinstance(node, ast.ExceptHandler) and node.name:
-        return _last(raw, node.lineno, node.col_offset, rb"\bas\s+", node.name)
+        return [_word(raw, node, name, node.col_offset + skip, first=True) for name in node.names]
+    if isinstance(node, ast.ExceptHandler) and node.name:  # "except E as name:" on its line
+        end = (
+            len(raw[node.lineno - 1])
+            if node.body[0].lineno > node.lineno
+            else node.body[0].col_offset
+        )
+        return [_word(raw, node, node.name, node.col_offset, end=end)]
     if isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-        return _span_last(raw, node, node.name)
+        return [_word(raw, node, node.name, node.col_offset)]
     if isinstance(node, ast.MatchMapping) and node.rest:
-        return _span_last(raw, node, node.rest)
+        return [_word(raw, node, node.rest, node.col_offset)]
     return []
 
 
-def _after(raw: list[bytes], line: int, col: int, prefix: bytes, name: str):
-    m = re.compile(prefix + re.escape(name.encode())).match(raw[line - 1], col)
-    if m is None:
-        raise ObfuscationError(f"line {line}: cannot place {name!r}")
-    return [(line, m.end() - len(name.encode()), name)]
-
-
-def _last(raw: list[bytes], line: int, col: int, prefix: bytes, name: str):
-    matches = list(
-        re.compile(prefix + re.escape(name.encode()) + rb"(?!\w)").finditer(raw[line - 1], col)
-    )
-    if not matches:
-        raise ObfuscationError(f"line {line}: cannot place {name!r}")
-    return [(line, matches[-1].end() - len(name.encode()), name)]
-
-
-def _span_last(raw: list[bytes], node: ast.AST, name: str):
-    if node.end_lineno != node.lineno:
-        raise ObfuscationError(f"line {node.lineno}: multi-line pattern binds {name!r}")
-    segment = raw[node.lineno - 1][: node.end_col_offset]
-    matches = list(
-        re.compile(rb"(?<![\w.])" + re.escape(name.encode()) + rb"(?!\w)").finditer(
-            segment, node.col_offset
-        )
-    )
-    if not matches:
+def _word(
+    raw: list[bytes], node: ast.AST, name: str, start: int, end: int | None = None, first=False
+) -> tuple[int, int, str]:
+    """(line, column, name) of ``name`` as a whole word on ``node``'s single line, between
+    ``start`` and ``end`` (default: the node's end): the first or the last such place."""
+    if end is None:
+        if node.end_lineno != node.lineno:
+            raise ObfuscationError(f"line {node.lineno}: {name!r} bound over several lines")
+        end = node.end_col_offset
+    pattern = re.compile(rb"(?<![\w.])" + re.escape(name.encode()) + rb"(?!\w)")
+    found = list(pattern.finditer(raw[node.lineno - 1][:end], start))
+    if not found:
         raise ObfuscationError(f"line {node.lineno}: cannot place {name!r}")
-    return [(node.lineno, matches[-1].start(), name)]
+    return (node.lineno, found[0 if first else -1].start(), name)
 
 
 def _placeholders(scan: _Scan, source: str) -> dict[str, str]:
