@@ -17,6 +17,8 @@ ewok              babylm_eval/full_eval/ewok_filtered/ (not         accuracy, me
                   redistributable: fetch it under EWoK's terms)
 reading           babylm_eval/full_eval/reading/                    relative ΔR² of surprisal
 wug               babylm_eval/full_eval/wug_adj_nominalization/     Spearman rho with humans
+closed_book_qa    closed_book_qa/ (a world's questions, written by  accuracy, cloze and choice,
+                  ``thrifty synthesize-world``; no shared data)     direct and composed
 ================  ================================================  ==========================
 
 Every task scores through a :class:`Scorer` (a model, its tokenizer and a backend: ``causal``,
