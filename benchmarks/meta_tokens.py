@@ -9,9 +9,11 @@ steps and learning rate, over ``--seeds``:
 - ``meta``: ``model.attention=meta``, ``objective=meta_lm`` (an ``<m>`` at a random 1/16 of
   the positions in training; every 16th position in evaluation).
 
-Part 1 trains on key-value recall in a haystack (``thrifty recall-task``) and scores the queried
-values of test files at each length; part 2 trains on BabyLM text and scores the mean loss on
-held-out BabyLM windows of each length. Both run `thrifty length-eval` with ``--rope`` none,
+Part 1 trains on key-value recall in a haystack (``thrifty recall-task``: 4 pairs of 16 keys
+and 8 values among filler, 4 queries; 32 tokens in training) and scores the queried values of
+test files at each length (chance: 1/8); part 2 trains on BabyLM text and scores the mean loss on
+held-out BabyLM windows of each length (the validation half of a 200k-word prepared sample of
+``heldout``, never trained on). Both run `thrifty length-eval` with ``--rope`` none,
 linear and yarn. Runs go two at a time (one thread each).
 
     python benchmarks/meta_tokens.py --data DATA_ROOT --out bench-runs/meta_tokens
@@ -69,36 +71,39 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench-runs/meta_tokens"))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--text-seeds", default="0,1")
-    ap.add_argument("--train-len", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--train-len", type=int, default=32, help="recall training length")
+    ap.add_argument("--text-len", type=int, default=64, help="BabyLM training length")
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--text-steps", type=int, default=1000)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()  # fmt: skip
-    work, T = args.out, args.train_len
-    lengths = [T, 2 * T, 4 * T]
-    model = ["model.d_model=64", "model.n_layers=2", "model.n_heads=2", f"model.max_seq_len={T}",
-             f"data.seq_len={T}", "train.lr=3e-3", "train.eval_every=500"]  # fmt: skip
+    work, T, L = args.out, args.train_len, args.text_len
+    lengths, text_lengths = [T, 2 * T, 4 * T], [L, 2 * L, 4 * L]
+    model = ["model.d_model=64", "model.n_layers=2", "model.n_heads=2", "train.lr=3e-3",
+             "train.eval_every=1000"]  # fmt: skip
+    recall_shape = [f"model.max_seq_len={T}", f"data.seq_len={T}", "train.batch_size=64"]
+    text_shape = [f"model.max_seq_len={L}", f"data.seq_len={L}", "train.batch_size=32"]
     recall, text, held = work / "recall", work / "text", work / "heldout"
     if not recall.exists():
         thrifty("recall-task", "--out", str(recall), "--train-len", str(T), "--test-lens",
-                ",".join(map(str, lengths)), "--examples", "60000", "--keys", "32",
-                "--values", "16", "--filler", "16", "--quiet")  # fmt: skip
+                ",".join(map(str, lengths)), "--examples", "60000", "--pairs", "4", "--queries",
+                "4", "--keys", "16", "--values", "8", "--filler", "8", "--quiet")  # fmt: skip
     if not text.exists():
         thrifty("prepare", str(args.data / "babylm" / "sample_600k"), "--budget-words", "300000",
                 "--vocab-size", "4096", "--out", str(text))  # fmt: skip
     if not held.exists():
-        thrifty("prepare", str(args.data / "babylm" / "heldout"), "--budget-words", "100000",
-                "--valid-fraction", "1", "--tokenizer", str(text / "tokenizer.json"),
+        thrifty("prepare", str(args.data / "babylm" / "heldout"), "--budget-words", "200000",
+                "--valid-fraction", "0.5", "--tokenizer", str(text / "tokenizer.json"),
                 "--out", str(held))  # fmt: skip
     jobs = []
     for arm, arm_overrides in ARMS.items():
         for seed in args.seeds.split(","):
             jobs.append(("recall", arm, f"recall-{arm}-s{seed}", [
-                *model, *arm_overrides, f"data.path={recall}", f"seed={seed}",
+                *model, *recall_shape, *arm_overrides, f"data.path={recall}", f"train.seed={seed}",
                 f"train.max_steps={args.steps}"], ["--recall", str(recall)]))  # fmt: skip
         for seed in args.text_seeds.split(","):
             jobs.append(("text", arm, f"text-{arm}-s{seed}", [
-                *model, *arm_overrides, f"data.path={text}", f"seed={seed}",
+                *model, *text_shape, *arm_overrides, f"data.path={text}", f"train.seed={seed}",
                 f"train.max_steps={args.text_steps}"], ["--text", str(held)]))  # fmt: skip
     with ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(lambda j: (j[0], j[1], train_and_score(j[2], j[3], j[4], work)), jobs))
@@ -108,7 +113,7 @@ def main() -> None:
     lines = ["### Recall accuracy of the queried values (mean ± std over seeds)", "",
              *table(results["recall"], "recall", lengths, 3), "",
              "### Held-out BabyLM loss (nats/token, mean ± std over seeds)", "",
-             *table(results["text"], "heldout_loss", lengths, 3)]  # fmt: skip
+             *table(results["text"], "heldout_loss", text_lengths, 3)]  # fmt: skip
     (work / "meta_tokens.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
