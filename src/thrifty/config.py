@@ -69,6 +69,8 @@ class ModelConfig:
     """RMSNorm epsilon."""
     init_std: float = bounded(0.02, gt=0)
     """Std of the normal init; output projections are scaled by 1/sqrt(2·n_layers)."""
+    stem: dict = field(default_factory=lambda: {"name": "tokens"})
+    """What turns the inputs into the blocks' sequence (a STEMS member: tokens)."""
     linear: dict = field(default_factory=lambda: {"name": "dense"})
     """Parameterization of every block linear layer (a LINEARS member)."""
     projections: dict = field(default_factory=dict)
@@ -283,6 +285,7 @@ def validate_plugins(cfg: RunConfig) -> None:
     from thrifty.models.block import BLOCKS
     from thrifty.models.linear import LINEARS
     from thrifty.models.mlp import MLPS
+    from thrifty.models.stem import STEMS
     from thrifty.objectives import OBJECTIVES
 
     OBJECTIVES.config(cfg.objective, "objective")
@@ -293,6 +296,7 @@ def validate_plugins(cfg: RunConfig) -> None:
     ATTENTIONS.config(m.attention, "model.attention")
     MLPS.config(m.mlp, "model.mlp")
     BLOCKS.config(m.block, "model.block")
+    STEMS.config(m.stem, "model.stem")
     SAMPLERS.config(cfg.data.sampler, "data.sampler")
 
 

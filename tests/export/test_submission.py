@@ -16,6 +16,7 @@ from thrifty.cli.main import main
 from thrifty.config import load_config
 from thrifty.data.budget import Ledger
 from thrifty.data.tokenizer import BOS_ID
+from thrifty.data.tokens import TokenStore
 from thrifty.errors import UserError
 from thrifty.export import repository
 from thrifty.export.submission import missing_marks, revision_name, submit
@@ -53,7 +54,7 @@ def trained(tmp_path_factory) -> Path:
             "train.keep_last=1",
         ],
     )
-    words_per_step = 8 * 32 * loop.TokenStore(cfg.data.path, "train").words_per_token
+    words_per_step = 8 * 32 * TokenStore(cfg.data.path, "train").words_per_token
     assert words_per_step < MARKS[0] and 19 * words_per_step > MARKS[-1]  # distinct steps
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop, "word_marks", lambda: MARKS)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from thrifty.data.tokens import TokenStore
 from thrifty.errors import UserError
 from thrifty.runs import latest_checkpoint, load_model
 from thrifty.train.loop import TrainingDiverged, train
@@ -172,7 +173,7 @@ def test_word_mark_checkpoints_survive_pruning(nano_cfg, monkeypatch):
     import thrifty.train.loop as loop
 
     cfg = nano_cfg("train.babylm_marks=true", "train.checkpoint_every=0", "train.keep_last=1")
-    words_per_step = 8 * 32 * loop.TokenStore(cfg.data.path, "train").words_per_token
+    words_per_step = 8 * 32 * TokenStore(cfg.data.path, "train").words_per_token
     marks = [int(words_per_step * 5.5), int(words_per_step * 12.5)]  # crossed at steps 6 and 13
     monkeypatch.setattr(loop, "word_marks", lambda: marks)
     train(cfg)

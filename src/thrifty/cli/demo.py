@@ -119,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
     from thrifty.config import load_config
     from thrifty.data.budget import Ledger
     from thrifty.data.prepare import prepare
+    from thrifty.data.source import open_source
     from thrifty.data.tokenizer import load_tokenizer
-    from thrifty.data.tokens import TokenStore, load_manifest
+    from thrifty.data.tokens import load_manifest
     from thrifty.eval.minimal_pairs import evaluate_minimal_pairs
     from thrifty.jsonl import read_jsonl
     from thrifty.objectives import OBJECTIVES
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     tokenizer = load_tokenizer(prepared / "tokenizer.json")
-    valid = TokenStore(prepared, "valid")
+    valid = open_source(prepared, "valid")
     before_loss = validate(objective, valid, cfg, torch.device("cpu"), contextlib.nullcontext)
     before = blimp_of(start.eval())
     t_before = time.perf_counter()

@@ -17,6 +17,10 @@ and a tokenizer records the sha256 of the text it was trained on. A tokenizer tr
 prepared training split, or on one of those texts, adds nothing; any other tokenizer (one reused
 from another dataset, or one whose training words the user stated) is charged in full.
 
+Units: text counts words; a dataset of another modality (``thrifty.data.source``) keeps the
+same ledger in its own unit (``unit``: images, pairs, transitions), and every field named
+``words`` then counts that unit.
+
 Exposure (the epoch rule): the model's own passes are ``words_seen / train_words``. Other passes
 over words that reach the model are ``exposure`` entries ``{"name", "words", "passes",
 "sources"}`` (``sources``: sha256 of the files the words come from; empty: unknown): the start
@@ -104,6 +108,9 @@ class Ledger:
     texts: list[str] = field(default_factory=list)
     # passes over words besides the model's own: {"name", "words", "passes", "sources"}
     exposure: list[dict[str, Any]] = field(default_factory=list)
+    # what the budget and every count above are in: words for text (whitespace-separated, the
+    # BabyLM way); images, pairs or transitions for datasets of other modalities
+    unit: str = "words"
 
     def charge_tokens(self, n_tokens: int, words_per_token: float) -> None:
         """Charge the words behind ``n_tokens`` tokens the trained model has just seen."""
@@ -205,7 +212,8 @@ class Ledger:
         charged = self.charged_words()
         if self.budget_words is not None and charged > self.budget_words:
             found.append(
-                f"charged words {charged:,} exceed the budget of {self.budget_words:,} words"
+                f"charged {self.unit} {charged:,} exceed the budget of {self.budget_words:,} "
+                f"{self.unit}"
             )
         for m in self.aux_models:
             if m.get("noncompliant"):
@@ -218,17 +226,18 @@ class Ledger:
 
     def summary_lines(self) -> list[str]:
         """A human-readable account, one fact per line."""
-        budget = "none" if self.budget_words is None else f"{self.budget_words:,} words"
+        u = self.unit
+        budget = "none" if self.budget_words is None else f"{self.budget_words:,} {u}"
         lines = [f"budget: {budget} (selection {self.selection}, seed {self.seed})"]
         for key, value in self.details.items():
             number = isinstance(value, int) and not isinstance(value, bool)
             lines.append(f"  {key}: {value:,}" if number else f"  {key}: {value}")
         train, valid = self.train_words, int(self.prepared_words.get("valid", 0))
         lines.append(
-            f"prepared: {train + valid:,} words ({train:,} train, {valid:,} valid) "
+            f"prepared: {train + valid:,} {u} ({train:,} train, {valid:,} valid) "
             f"from {len(self.sources)} source file(s)"
         )
-        used = [f"{s['words_used']:,} of {s['words_total']:,} words" for s in self.sources]
+        used = [f"{s['words_used']:,} of {s['words_total']:,} {u}" for s in self.sources]
         lines += _source_lines([(s["path"], s["sha256"], u) for s, u in zip(self.sources, used)])
         lines += self._tokenizer_lines()
         for m in self.aux_models:
@@ -251,14 +260,14 @@ class Ledger:
             )
         charged = self.charged_words()
         share = f" ({charged / self.budget_words:.1%} of budget)" if self.budget_words else ""
-        lines.append(f"charged: {charged:,} words{share}")
+        lines.append(f"charged: {charged:,} {u}{share}")
         lines.append(
-            f"seen by the model: {self.words_seen:,.0f} words = {self.epochs:.2f} epochs "
+            f"seen by the model: {self.words_seen:,.0f} {u} = {self.epochs:.2f} epochs "
             f"(max {self.max_epochs:g})"
         )
         for e in self.exposure:
             lines.append(
-                f"exposure {e['name']}: {int(e['words']):,} words x {float(e['passes']):.2f} passes"
+                f"exposure {e['name']}: {int(e['words']):,} {u} x {float(e['passes']):.2f} passes"
             )
         passes, names = self.max_passes()
         lines.append(
@@ -292,7 +301,12 @@ class Ledger:
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The ledger as JSON data; ``unit`` only when it is not words, so text ledgers read
+        exactly as they did before other modalities existed."""
+        data = asdict(self)
+        if data["unit"] == "words":
+            del data["unit"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "ledger") -> Ledger:

@@ -1,5 +1,8 @@
 """The one transformer: stem (token embedding) + blocks + norm + tied LM head.
 
+The stem comes from the STEMS registry (``model.stem``; ``tokens``, the embedding table, by
+default), so stems of other modalities can feed the same blocks.
+
 By default it is the Llama layout (RoPE, RMSNorm pre-norm, SwiGLU, tied embeddings, no biases),
 whose parameters map one-to-one onto ``transformers.LlamaForCausalLM`` (q/k/v and gate/up are
 fused here and split on export). A block's layout, attention and MLP are slots filled from the
@@ -28,6 +31,7 @@ from thrifty.models.block.sequential import SequentialBlock
 from thrifty.models.mlp.swiglu import SwiGLU
 from thrifty.models.norm import RMSNorm
 from thrifty.models.rope import apply_rope, rope_tables
+from thrifty.models.stem import STEMS
 
 __all__ = ["RMSNorm", "Transformer", "apply_rope", "is_llama_block", "rope_tables"]
 
@@ -63,7 +67,7 @@ class Transformer(nn.Module):
         if cfg.vocab_size is None:
             raise ValueError("ModelConfig.vocab_size must be set before building the model")
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.embed = STEMS.build(cfg.stem, cfg)  # the token embedding, for text
         self.blocks = nn.ModuleList(BLOCKS.build(cfg.block, cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         cos, sin = rope_tables(
@@ -80,7 +84,7 @@ class Transformer(nn.Module):
 
     def reset_parameters(self) -> None:
         std = self.cfg.init_std
-        nn.init.normal_(self.embed.weight, 0.0, std)
+        self.embed.reset_parameters(std)
         # GPT-2's scaled init for projections that write into the residual stream.
         out_std = std / math.sqrt(2 * self.cfg.n_layers)
         for block in self.blocks:

@@ -10,7 +10,7 @@ import torch
 from thrifty.atomic import write_text_atomic
 from thrifty.config import RunConfig
 from thrifty.data.budget import Ledger
-from thrifty.data.tokens import TokenStore
+from thrifty.data.source import DataSource
 from thrifty.model_kind import scoring_backend
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import Batch, Objective
@@ -20,7 +20,7 @@ log = logging.getLogger("thrifty.train")
 
 @torch.no_grad()
 def validate(
-    objective: Objective, store: TokenStore, cfg: RunConfig, device, autocast, world: int = 1
+    objective: Objective, source: DataSource, cfg: RunConfig, device, autocast, world: int = 1
 ) -> dict:
     """Mean objective metrics over a fixed slice of the validation split, in batches of the
     global batch size (``world`` ranks), so every world size reports the same numbers.
@@ -30,14 +30,15 @@ def validate(
     from the training stream (that keeps resume exact).
     """
     B, T = cfg.train.batch_size * world, cfg.data.seq_len
-    n = min(cfg.train.eval_batches * B, store.num_windows(T))
+    n = min(cfg.train.eval_batches * B, source.num_items(T))
     totals: dict[str, float] = {}
     batches = 0
     with objective.evaluation():
         for start in range(0, n, B):
-            ids = store.windows(range(start, min(start + B, n)), T).to(device)
+            fields = source.batch(range(start, min(start + B, n)), T)
+            fields = {k: v.to(device) for k, v in fields.items()}
             with autocast():
-                out = objective(Batch(ids, progress=1.0, micro=-1 - batches))
+                out = objective(Batch(**fields, progress=1.0, micro=-1 - batches))
             for key, value in out.metrics.items():
                 totals[key] = totals.get(key, 0.0) + value
             batches += 1

@@ -21,7 +21,6 @@ from thrifty.atomic import write_text_atomic
 from thrifty.config import RunConfig, dump_config
 from thrifty.data.budget import Ledger
 from thrifty.data.samplers import SAMPLERS
-from thrifty.data.tokens import TokenStore
 from thrifty.errors import UserError
 from thrifty.eval.pathways import moe_layers, pathway_metrics
 from thrifty.models import aux
@@ -85,14 +84,14 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
 
     # ---- data and ledger
     data_dir = Path(cfg.data.path)
-    cfg, manifest = fit_to_data(cfg)
-    train_store, valid_store = TokenStore(data_dir, "train"), TokenStore(data_dir, "valid")
+    cfg, train_source, valid_source = fit_to_data(cfg)
+    manifest = train_source.manifest
     ledger = Ledger.from_dict(manifest["ledger"])
-    words_per_token = train_store.words_per_token
+    units_per_token = train_source.units_per_token  # words per token, for text
     T, B = cfg.data.seq_len, tc.batch_size
     rows_per_step = B * tc.grad_accum * world
-    total_steps = plan_steps(tc, train_store.num_windows(T), rows_per_step, T, words_per_token)
-    planned_epochs = total_steps * rows_per_step / train_store.num_windows(T)
+    total_steps = plan_steps(tc, train_source.num_items(T), rows_per_step, T, units_per_token)
+    planned_epochs = total_steps * rows_per_step / train_source.num_items(T)
     phases = plan_phases(  # sequence-length curriculum (one phase without)
         cfg.data.seq_len_curriculum, T, B, total_steps, cfg.model.max_seq_len
     )
@@ -116,7 +115,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
 
     def sampler_for(phase: Phase):  # each phase samples the windows of its own length
         seed = tc.seed if phase.index == 0 else stream_seed(tc.seed, phase.index)
-        return SAMPLERS.build(cfg.data.sampler, train_store.num_windows(phase.seq_len), seed=seed)
+        return SAMPLERS.build(cfg.data.sampler, train_source.num_items(phase.seq_len), seed=seed)
 
     phase = phases[0]
     sampler = sampler_for(phase)
@@ -198,7 +197,8 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     config_yaml = dump_config(cfg)
     if main:
         write_text_atomic(run_dir / "config.yaml", config_yaml)
-        shutil.copyfile(data_dir / "tokenizer.json", run_dir / "tokenizer.json")
+        for name in train_source.run_files:  # the tokenizer, for text
+            shutil.copyfile(data_dir / name, run_dir / name)
     kept_step = step if ckpt else None  # metrics.jsonl and the trackers drop rows past it
     metrics = None
     if main:
@@ -207,8 +207,8 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
 
     pathway_ids = None
     if cfg.eval.pathway_samples and moe_layers(model):
-        n = min(cfg.eval.pathway_samples, train_store.num_windows(T))
-        pathway_ids = train_store.windows(range(n), T)[:, :-1].to(device)
+        n = min(cfg.eval.pathway_samples, train_source.num_items(T))
+        pathway_ids = train_source.batch(range(n), T)["ids"][:, :-1].to(device)
     peak = tc.peak_flops or peak_flops(device)
     marks = word_marks() if tc.babylm_marks else []
     tokens_per_step = rows_per_step * T
@@ -287,10 +287,10 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             all_indices, weights = sampler.next_indices(B * world)
             indices = all_indices[rank * B : (rank + 1) * B]
             weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
-            ids = train_store.windows(indices, T).to(device, non_blocking=True)
+            fields = train_source.batch(indices, T)
             batch = Batch(
-                ids,
-                weights,
+                **{k: v.to(device, non_blocking=True) for k, v in fields.items()},
+                weights=weights,
                 progress=step / total_steps,
                 micro=step * tc.grad_accum + micro,
                 rows=torch.arange(rank * B, (rank + 1) * B),  # places in the global micro-batch
@@ -327,7 +327,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         words_before = ledger.words_seen
         tokens_seen += tokens_per_step
         window_tokens += tokens_per_step
-        ledger.charge_tokens(tokens_per_step, words_per_token)
+        ledger.charge_tokens(tokens_per_step, units_per_token)
         ledger.exposure = [*carried, *objective.exposure(step * tc.grad_accum, B)]  # e.g. replay
 
         if step % tc.log_every == 0 or step == total_steps:
@@ -355,7 +355,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         # Time spent evaluating and checkpointing is kept out of the tokens/s window.
         t_pause = time.perf_counter()
         if (tc.eval_every and step % tc.eval_every == 0) or step == total_steps:
-            val = validate(objective, valid_store, cfg, device, autocast, world)
+            val = validate(objective, valid_source, cfg, device, autocast, world)
             val.update(objective.extra_validation(autocast))  # e.g. an old domain's loss
             if pathway_ids is not None:  # MoE routing on fixed training windows (grokking)
                 with autocast():

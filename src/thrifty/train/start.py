@@ -11,7 +11,7 @@ import torch
 
 from thrifty.config import RunConfig
 from thrifty.data.budget import Ledger
-from thrifty.data.prepare import load_manifest
+from thrifty.data.source import DataSource, open_source
 from thrifty.errors import UserError
 from thrifty.models.transformer import Transformer
 from thrifty.runs import latest_checkpoint, read_state, resolve_checkpoint
@@ -24,23 +24,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def fit_to_data(cfg: RunConfig) -> tuple[RunConfig, dict]:
-    """``cfg`` with the vocabulary of its prepared dataset, and the dataset's manifest; a
-    vocabulary or window length the data or model cannot take is a UserError."""
-    data_dir = Path(cfg.data.path)
-    manifest = load_manifest(data_dir)
-    vocab = manifest["vocab_size"]
-    if cfg.model.vocab_size not in (None, vocab):
-        raise UserError(
-            f"model.vocab_size={cfg.model.vocab_size} does not match the tokenizer of "
-            f"{data_dir} ({vocab} tokens)"
-        )
-    cfg = replace(cfg, model=replace(cfg.model, vocab_size=vocab))
+def fit_to_data(cfg: RunConfig) -> tuple[RunConfig, DataSource, DataSource]:
+    """``cfg`` with the model settings its prepared dataset decides (text: the vocabulary) and
+    the dataset's training and validation sources; a setting the data or model cannot take is
+    a UserError."""
+    train_source = open_source(cfg.data.path, "train")
+    cfg = replace(cfg, model=train_source.fit(cfg.model))
     if cfg.data.seq_len > cfg.model.max_seq_len:
         raise UserError(
             f"data.seq_len={cfg.data.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}"
         )
-    return cfg, manifest
+    return cfg, train_source, open_source(cfg.data.path, "valid")
 
 
 def resume_point(cfg: RunConfig, resume: str | None, create: bool) -> Path | None:

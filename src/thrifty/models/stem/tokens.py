@@ -1,0 +1,24 @@
+"""``tokens``: the token-embedding stem of a language model; its table is the tied LM head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from thrifty.models.stem.base import STEMS
+
+
+@STEMS.register("tokens")
+class TokenStem(nn.Embedding):
+    @dataclass(kw_only=True)
+    class Config:
+        pass
+
+    def __init__(self, cfg: Config, model) -> None:
+        super().__init__(model.vocab_size, model.d_model)
+
+    def reset_parameters(self, std: float | None = None) -> None:
+        if std is None:  # nn.Embedding's own call from its constructor; the model inits later
+            return super().reset_parameters()
+        nn.init.normal_(self.weight, 0.0, std)
