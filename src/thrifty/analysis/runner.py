@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -46,7 +47,7 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-class _Status:
+class Status:
     """One line: done / running / failed / pending and an ETA from this session's run times."""
 
     def __init__(self, name: str, total: int, jobs: int, stream: IO) -> None:
@@ -81,19 +82,9 @@ class _Status:
             self.stream.flush()
 
 
-def run_sweep(
-    sweep: Sweep,
-    runs: list[SweepRun],
-    *,
-    jobs: int = 1,
-    threads: int | None = None,
-    retry_failed: bool = False,
-    stream: IO = sys.stderr,
-    poll_s: float = 0.2,
-) -> dict[str, dict]:
-    """Run ``runs`` (skipping finished ones) with ``jobs`` processes; return their index rows."""
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
+def plan(sweep: Sweep, runs: list[SweepRun], retry_failed: bool) -> tuple[dict, list[SweepRun]]:
+    """Write the configs and the index; return its rows and the runs still to train (every
+    run not done, and failed ones only with ``retry_failed``), each now marked pending."""
     sweep_dir = sweep.sweep_dir
     write_configs(runs)
     rows = read_index(sweep_dir)
@@ -121,17 +112,42 @@ def run_sweep(
         }
         queue.append(run)
     write_index(sweep_dir, rows)
-    names = {r.name for r in runs}
-    status = _Status(sweep.name, len(runs), jobs, stream)
+    return rows, queue
+
+
+def outcome(code: int) -> str:
+    """Index status of a `thrifty train` exit code."""
+    # killed by Ctrl-C or a scheduler's SIGTERM: interrupted, continued next time, not failed
+    interrupted = code in (130, 143, -2, -15)
+    return "done" if code == 0 else "pending" if interrupted else "failed"
+
+
+def tally(rows: dict[str, dict], names: list[str]) -> tuple[int, int, int, int]:
+    """(done, running, failed, pending) among ``names``, for :class:`Status`."""
+    mine = [rows[n]["status"] for n in names]
+    return tuple(mine.count(s) for s in ("done", "running", "failed", "pending"))
+
+
+def run_sweep(
+    sweep: Sweep,
+    runs: list[SweepRun],
+    *,
+    jobs: int = 1,
+    threads: int | None = None,
+    retry_failed: bool = False,
+    stream: IO = sys.stderr,
+    poll_s: float = 0.2,
+) -> dict[str, dict]:
+    """Run ``runs`` (skipping finished ones) with ``jobs`` processes; return their index rows."""
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    sweep_dir = sweep.sweep_dir
+    rows, queue = plan(sweep, runs, retry_failed)
+    names = [r.name for r in runs]
+    status = Status(sweep.name, len(runs), jobs, stream)
 
     def counts() -> tuple[int, int, int, int]:
-        mine = [rows[n]["status"] for n in names]
-        return (
-            mine.count("done"),
-            mine.count("running"),
-            mine.count("failed"),
-            mine.count("pending"),
-        )
+        return tally(rows, names)
 
     running: list[_Job] = []
     env = dict(os.environ)
@@ -174,15 +190,13 @@ def _start(run: SweepRun, row: dict, threads: int | None, env: dict) -> _Job:
     return _Job(run, proc, log, time.perf_counter())
 
 
-def _finish(job: _Job, row: dict, status: _Status) -> None:
+def _finish(job: _Job, row: dict, status: Status) -> None:
     job.log.close()
     seconds = time.perf_counter() - job.start
     code = job.proc.returncode
     row["returncode"] = code
     row["seconds"] = round(seconds, 1)
-    # killed by Ctrl-C or a scheduler's SIGTERM: interrupted, continued next time, not failed
-    interrupted = code in (130, 143, -2, -15)
-    row["status"] = "done" if code == 0 else "pending" if interrupted else "failed"
+    row["status"] = outcome(code)
     row["metrics"] = final_metrics(job.run.run_dir)
     if code == 0:
         status.durations.append(seconds)
@@ -194,10 +208,12 @@ def search_sweep(
     jobs: int = 1,
     threads: int | None = None,
     stream: IO = sys.stderr,
+    execute: Callable[..., dict[str, dict]] | None = None,
 ) -> SearchResult:
     """Coordinate descent (analysis/search.py) where each point is a sweep run; the cache is
     ``<sweep_dir>/search.jsonl``. The ``search:`` section: start, factor, bounds, metric,
-    max_evals. The sweep's grid and runs are not used."""
+    max_evals. The sweep's grid and runs are not used. ``execute`` trains a batch of runs
+    (default :func:`run_sweep`; the cluster executor has the same signature)."""
     spec = dict(sweep.search or {})
     if not spec:
         raise UserError(f"sweep {sweep.name} has no search: section")
@@ -220,7 +236,9 @@ def search_sweep(
 
     def evaluate(points: list[dict[str, float]]) -> list[float | None]:
         runs = sweep.build(points)
-        rows = run_sweep(sweep, runs, jobs=jobs, threads=threads, retry_failed=True, stream=stream)
+        rows = (execute or run_sweep)(
+            sweep, runs, jobs=jobs, threads=threads, retry_failed=True, stream=stream
+        )
         losses: list[float | None] = []
         for run in runs:
             row = rows[run.name]
