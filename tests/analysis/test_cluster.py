@@ -1,0 +1,122 @@
+"""Sweeps through submitit: the requeue hook resubmits the same `--resume auto` command, the
+Slurm script carries the options, bad options are one line (exit 2), and two real nano runs
+through submitit's LocalExecutor land in the index and are skipped the second time."""
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("submitit")
+
+from thrifty.analysis.cluster import TrainJob, make_executor  # noqa: E402
+from thrifty.cli.main import main  # noqa: E402
+
+NANO = Path(__file__).parents[2] / "configs" / "nano.yaml"
+ARGS = ["train", "sweeps/s/configs/s-seed_0.yaml", "train.threads=1", "--resume", "auto"]
+
+
+def write_sweep(path: Path, **sections) -> Path:
+    path.write_text(yaml.safe_dump({"name": "s", "base": str(NANO), **sections}))
+    return path
+
+
+def fake_slurm(folder: Path, monkeypatch, partitions: str = "gpu") -> None:
+    """sbatch / srun / sinfo stand-ins on PATH: sbatch accepts every job as job 4242."""
+    folder.mkdir()
+    scripts = {
+        "sbatch": 'echo "Submitted batch job 4242"',
+        "srun": "exit 0",
+        "sinfo": f'echo "{partitions}"',
+    }
+    for name, body in scripts.items():
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+
+
+def test_checkpoint_stops_training_and_resubmits_the_same_command(tmp_path):
+    job = TrainJob(ARGS, str(tmp_path / "run.log"), threads=1)
+    job._proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    delayed = pickle.loads(pickle.dumps(job.checkpoint()))  # submitit pickles it to requeue
+    assert job._proc.poll() is not None  # the preempted training process was stopped
+    again = delayed.function
+    assert isinstance(again, TrainJob) and delayed.args == () and delayed.kwargs == {}
+    assert again.command() == job.command()
+    assert again.command()[-2:] == ["--resume", "auto"]  # the requeued job resumes
+
+
+def test_slurm_script_carries_the_options(tmp_path, monkeypatch):
+    fake_slurm(tmp_path / "bin", monkeypatch)
+    params = {
+        "timeout_min": 90,
+        "gpus_per_node": 1,
+        "cpus_per_task": 4,
+        "mem_gb": 16,
+        "slurm_partition": "gpu",
+        "slurm_account": "lab",
+        "slurm_qos": None,
+    }
+    pool = make_executor("slurm", tmp_path / "submitit", params)
+    job = pool.submit(TrainJob(ARGS, str(tmp_path / "run.log")))
+    assert job.job_id == "4242"
+    script = (tmp_path / "submitit" / "4242_submission.sh").read_text()
+    for line in ("--partition=gpu", "--account=lab", "--time=90", "--gpus-per-node=1"):
+        assert f"#SBATCH {line}\n" in script
+    assert "--cpus-per-task=4" in script and "--mem=16GB" in script
+    assert "--signal=USR2@" in script and "--qos" not in script  # preemption signal; None unset
+
+
+def test_bad_cluster_options_are_one_line(tmp_path, monkeypatch, capsys):
+    sweep = str(write_sweep(tmp_path / "s.yaml", grid={"train.seed": [0]}))
+    base = ["sweep", sweep, "--dir", str(tmp_path / "out")]
+
+    def error(argv) -> str:
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    assert "did you mean 'slurm'" in error([*base, "--executor", "slrum"])
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Slurm here
+    assert "sbatch" in error([*base, "--executor", "slurm", "--slurm-partition", "p"])
+    fake_slurm(tmp_path / "bin", monkeypatch, partitions="gpu cpu")  # no default partition
+    assert "--slurm-partition" in error([*base, "--executor", "slurm"])
+    monkeypatch.setitem(sys.modules, "submitit", None)  # the cluster extra is not installed
+    assert 'pip install "thrifty[cluster]"' in error([*base, "--executor", "local"])
+    assert not (tmp_path / "out" / "index.jsonl").exists()  # nothing ran
+
+
+def test_local_executor_trains_and_skips_done_runs(toy, tmp_path):
+    from thrifty.data.prepare import prepare
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "toy.train").write_text("\n".join(toy.texts(1500, seed=2)) + "\n")
+    data = tmp_path / "data"
+    prepare([str(corpus)], data, budget_words=None, vocab_size=300, progress=False)
+    overrides = {
+        "data.path": str(data),
+        "train.max_steps": 3,
+        "train.eval_every": 0,
+        "train.peak_flops": 1e11,
+    }
+    sweep_file = write_sweep(tmp_path / "s.yaml", overrides=overrides, grid={"train.seed": [0, 1]})
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(sweep_file), "--dir", str(out), "--executor", "local"]
+    argv += ["--jobs", "2", "--threads", "1", "--timeout-min", "10"]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["done", "done"]
+    assert all(r["executor"] == "local" and r["job_id"] for r in rows)
+    assert all(r["metrics"]["step"] == 3 and r["metrics"]["val_loss"] > 0 for r in rows)
+    assert any((out / "submitit").iterdir())  # submitit's own files stay in the sweep folder
+    logs = {r["name"]: Path(r["log"]).read_text() for r in rows}
+
+    assert main(argv) == 0  # done runs are skipped: no job, index and logs unchanged
+    assert [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()] == rows
+    assert {r["name"]: Path(r["log"]).read_text() for r in rows} == logs
