@@ -2,6 +2,7 @@
 Slurm script carries the options, bad options are one line (exit 2), and two real nano runs
 through submitit's LocalExecutor land in the index and are skipped the second time."""
 
+import io
 import json
 import pickle
 import subprocess
@@ -120,3 +121,31 @@ def test_local_executor_trains_and_skips_done_runs(toy, tmp_path):
     assert main(argv) == 0  # done runs are skipped: no job, index and logs unchanged
     assert [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()] == rows
     assert {r["name"]: Path(r["log"]).read_text() for r in rows} == logs
+
+
+def test_a_slurm_job_left_running_is_attached_not_submitted_again(tmp_path, monkeypatch):
+    import submitit
+
+    from thrifty.analysis.cluster import submit_sweep
+    from thrifty.analysis.sweep import load_sweep, write_index
+
+    class Job:  # an earlier driver's job, still running, then done
+        def __init__(self, folder, job_id):
+            self.job_id, self.polls = job_id, 0
+
+        def done(self):
+            self.polls += 1
+            return self.polls > 2
+
+        def result(self):
+            return 0
+
+    fake_slurm(tmp_path / "bin", monkeypatch, partitions="gpu* cpu")  # a default partition
+    (tmp_path / "bin" / "sbatch").write_text("#!/bin/sh\nexit 1\n")  # a submission would fail
+    monkeypatch.setattr(submitit, "SlurmJob", Job)
+    sweep = load_sweep(write_sweep(tmp_path / "s.yaml", grid={"train.seed": [0]}), tmp_path / "o")
+    runs = sweep.build()
+    left = {"name": runs[0].name, "status": "running", "executor": "slurm", "job_id": "77"}
+    write_index(sweep.sweep_dir, {runs[0].name: left})
+    rows = submit_sweep(sweep, runs, executor="slurm", params={}, poll_s=0, stream=io.StringIO())
+    assert rows[runs[0].name]["status"] == "done" and rows[runs[0].name]["job_id"] == "77"

@@ -157,6 +157,7 @@ def submit_sweep(
             queue.remove(run)
             running[run.name] = (job, time.perf_counter())
             rows[run.name] |= {"status": "running", "executor": executor, "job_id": job.job_id}
+    write_index(sweep_dir, rows)
     try:
         while queue or running:
             while queue and (jobs is None or len(running) < jobs):
