@@ -5,8 +5,10 @@ through submitit's LocalExecutor land in the index and are skipped the second ti
 import io
 import json
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,7 +46,7 @@ def test_checkpoint_stops_training_and_resubmits_the_same_command(tmp_path):
     job = TrainJob(ARGS, str(tmp_path / "run.log"), threads=1)
     job._proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     delayed = pickle.loads(pickle.dumps(job.checkpoint()))  # submitit pickles it to requeue
-    assert job._proc.poll() is not None  # the preempted training process was stopped
+    assert job._proc.wait(timeout=10) == -signal.SIGTERM  # the preempted training stopped
     again = delayed.function
     assert isinstance(again, TrainJob) and delayed.args == () and delayed.kwargs == {}
     assert again.command() == job.command()
@@ -92,16 +94,20 @@ def test_bad_cluster_options_are_one_line(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out" / "index.jsonl").exists()  # nothing ran
 
 
-def test_local_executor_trains_and_skips_done_runs(toy, tmp_path):
+@pytest.fixture(scope="module")
+def nano_data(toy, tmp_path_factory) -> Path:
     from thrifty.data.prepare import prepare
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
+    corpus = tmp_path_factory.mktemp("cluster-corpus")
     (corpus / "toy.train").write_text("\n".join(toy.texts(1500, seed=2)) + "\n")
-    data = tmp_path / "data"
+    data = tmp_path_factory.mktemp("cluster-data")
     prepare([str(corpus)], data, budget_words=None, vocab_size=300, progress=False)
+    return data
+
+
+def test_local_executor_trains_and_skips_done_runs(nano_data, tmp_path):
     overrides = {
-        "data.path": str(data),
+        "data.path": str(nano_data),
         "train.max_steps": 3,
         "train.eval_every": 0,
         "train.peak_flops": 1e11,
@@ -149,3 +155,39 @@ def test_a_slurm_job_left_running_is_attached_not_submitted_again(tmp_path, monk
     write_index(sweep.sweep_dir, {runs[0].name: left})
     rows = submit_sweep(sweep, runs, executor="slurm", params={}, poll_s=0, stream=io.StringIO())
     assert rows[runs[0].name]["status"] == "done" and rows[runs[0].name]["job_id"] == "77"
+
+
+@pytest.mark.slow
+def test_a_preempted_job_is_requeued_and_resumes(nano_data, tmp_path):
+    """submitit's own protocol end to end: USR2 to a running job, checkpoint(), requeue."""
+    import submitit
+
+    from thrifty.analysis.sweep import load_sweep, train_command, write_configs
+
+    overrides = {"data.path": str(nano_data), "train.max_steps": 100000, "train.eval_every": 0}
+    overrides |= {"train.checkpoint_every": 5, "train.peak_flops": 1e11}
+    sweep = load_sweep(write_sweep(tmp_path / "s.yaml", overrides=overrides), tmp_path / "o")
+    (run,) = sweep.build()
+    write_configs([run])
+    log = tmp_path / "run.log"
+    # a time limit of 12 s whose USR2 comes 5 s early: the signal Slurm sends before preempting
+    pool = submitit.LocalExecutor(tmp_path / "submitit", max_num_timeout=1)
+    pool.update_parameters(timeout_min=12 / 60, signal_delay_s=5)
+    job = pool.submit(TrainJob(train_command(run, 1)[1:], str(log), threads=1))
+
+    def wait_for(ready, what: str) -> None:
+        deadline = time.monotonic() + 120
+        while not ready():
+            assert time.monotonic() < deadline and not job.done(), f"no {what}: {log.read_text()}"
+            time.sleep(0.2)
+
+    wait_for(lambda: (run.run_dir / "checkpoints" / "latest").is_file(), "checkpoint")
+    wait_for(lambda: "resumed from" in log.read_text(), "requeue")
+    job.cancel()  # and the training process goes with it
+    deadline = time.monotonic() + 30
+    while not job.done() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.done()
+    time.sleep(1)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(run.config_path) not in ps  # no training process left behind

@@ -18,6 +18,7 @@ pickles, stdout/stderr) go to ``<sweep_dir>/submitit/``; each run's console outp
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -37,6 +38,7 @@ from thrifty.registry import suggest
 EXECUTORS = ("process", "local", "slurm")
 """``process``: the local process runner (analysis/runner.py); ``local`` and ``slurm``: submitit."""
 EXTRA = 'pip install "thrifty[cluster]"'
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
 def check_executor(name: str) -> None:
@@ -66,16 +68,19 @@ class TrainJob:
             env |= {"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
         Path(self.log).parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "a") as log:
-            # Slurm sends USR2 to every process of the job before preempting it: the child
-            # ignores it so that this process, submitit's handler, decides (stop, then requeue)
             self._proc = subprocess.Popen(
                 self.command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN),
+                preexec_fn=_child_setup(),
             )
-            return self._proc.wait()
+            try:
+                return self._proc.wait()
+            finally:  # requeued or cancelled: the training process must not outlive its job
+                if self._proc.poll() is None:
+                    self._proc.terminate()
+                self._proc.wait()
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's requeue hook: stop training (checkpoints on disk are atomic, so the last
@@ -84,14 +89,28 @@ class TrainJob:
 
         proc = getattr(self, "_proc", None)
         if proc is not None and proc.poll() is None:
+            # no wait here: this runs in a signal handler that interrupted Popen.wait in
+            # __call__, whose lock it holds; __call__'s finally reaps the child as the job exits
             proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
         # a fresh instance: the child process handle does not pickle
         return DelayedSubmission(TrainJob(self.args, self.log, self.threads))
+
+
+def _child_setup():
+    """What the training process sets before it starts. Slurm sends USR2 to every process of a
+    job it will preempt: the child ignores it, so that submitit's handler in the job process
+    decides (stop, then requeue). And the child dies with the job process (Linux), so that a
+    killed job never leaves a second writer training into the run folder."""
+    prctl = None
+    if sys.platform == "linux":
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+
+    def setup() -> None:
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return setup
 
 
 def make_executor(name: str, folder: Path, params: dict[str, Any]):
