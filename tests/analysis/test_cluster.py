@@ -46,7 +46,7 @@ def test_checkpoint_stops_training_and_resubmits_the_same_command(tmp_path):
     job = TrainJob(ARGS, str(tmp_path / "run.log"), threads=1)
     job._proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     delayed = pickle.loads(pickle.dumps(job.checkpoint()))  # submitit pickles it to requeue
-    assert job._proc.wait(timeout=10) == -signal.SIGTERM  # the preempted training stopped
+    assert job._proc.wait(timeout=10) == -signal.SIGINT  # the preempted training stopped
     again = delayed.function
     assert isinstance(again, TrainJob) and delayed.args == () and delayed.kwargs == {}
     assert again.command() == job.command()

@@ -78,9 +78,12 @@ class TrainJob:
             try:
                 return self._proc.wait()
             finally:  # requeued or cancelled: the training process must not outlive its job
-                if self._proc.poll() is None:
-                    self._proc.terminate()
-                self._proc.wait()
+                _stop(self._proc)
+                try:
+                    self._proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's requeue hook: stop training (checkpoints on disk are atomic, so the last
@@ -88,27 +91,37 @@ class TrainJob:
         from submitit.helpers import DelayedSubmission
 
         proc = getattr(self, "_proc", None)
-        if proc is not None and proc.poll() is None:
+        if proc is not None:
             # no wait here: this runs in a signal handler that interrupted Popen.wait in
             # __call__, whose lock it holds; __call__'s finally reaps the child as the job exits
-            proc.terminate()
+            _stop(proc)
         # a fresh instance: the child process handle does not pickle
         return DelayedSubmission(TrainJob(self.args, self.log, self.threads))
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a training process: SIGINT, the one stop signal it does not ignore (exit 130)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+
+
 def _child_setup():
-    """What the training process sets before it starts. Slurm sends USR2 to every process of a
-    job it will preempt: the child ignores it, so that submitit's handler in the job process
-    decides (stop, then requeue). And the child dies with the job process (Linux), so that a
-    killed job never leaves a second writer training into the run folder."""
+    """What the training process sets before it starts. Slurm sends SIGTERM and USR2 to every
+    process of a job it preempts, times out or cancels: the child ignores both, so that
+    submitit's handler in the job process decides. On USR2 that handler stops the child and
+    requeues; on SIGTERM it waits for USR2 or the scheduler's SIGKILL (after which Slurm requeues
+    a preempted job). A child that exited on SIGTERM would end the job early, with a result,
+    while Slurm still requeues it. And the child dies with the job process (Linux), so a killed
+    job never leaves a second writer training into the run folder."""
     prctl = None
     if sys.platform == "linux":
         prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
 
     def setup() -> None:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
     return setup
 
