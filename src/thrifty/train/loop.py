@@ -97,7 +97,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     )
     if planned_epochs > ledger.max_epochs and main:
         log.warning(
-            "this run plans %.1f epochs, above the %d-epoch rule; `thrifty audit` will flag it",
+            "this run plans %.1f epochs, above the %g-epoch rule; `thrifty audit` will flag it",
             planned_epochs,
             ledger.max_epochs,
         )
