@@ -65,7 +65,11 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slurm-account", default=None, metavar="A", help="Slurm account")
     g.add_argument("--slurm-qos", default=None, metavar="Q", help="Slurm quality of service")
     g.add_argument(
-        "--timeout-min", type=int, default=1440, metavar="MIN", help="time limit per job"
+        "--timeout-min",
+        type=int,
+        default=1440,
+        metavar="MIN",
+        help="time limit per job (default: a day); a job that reaches it is requeued, 3 times",
     )
     g.add_argument("--gpus-per-node", type=int, default=None, metavar="N", help="GPUs per job")
     g.add_argument(
