@@ -7,15 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from thrifty.cli.numbers import parse_count
-from thrifty.errors import UserError
-
-
-def _count(text: str) -> int:
-    try:
-        return parse_count(text)
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+from thrifty.cli.numbers import as_count
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/synthetic.json (teachers, their ledgers, sampling settings).",
     )
     p.add_argument("teachers", nargs="+", metavar="TEACHER", help="run or checkpoint folders")
-    p.add_argument("--words", type=_count, required=True, help="words to sample, e.g. 500k")
+    p.add_argument("--words", type=as_count, required=True, help="words to sample, e.g. 500k")
     p.add_argument("--out", required=True, help="folder to create")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")

@@ -22,3 +22,14 @@ def parse_count(text: str) -> int:
     if value != value.to_integral_value():
         raise UserError(f"{text!r} is not a whole number")
     return int(value)
+
+
+def as_count(text: str) -> int:
+    """``parse_count`` as an argparse ``type=``: a bad count becomes argparse's usage error,
+    which names the option."""
+    import argparse
+
+    try:
+        return parse_count(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

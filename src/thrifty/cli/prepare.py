@@ -8,16 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from thrifty.cli.numbers import parse_count
-from thrifty.errors import UserError
-
-
-def _count(text: str) -> int:
-    # argparse reports ArgumentTypeError as a usage error naming the option
-    try:
-        return parse_count(text)
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+from thrifty.cli.numbers import as_count
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -40,7 +31,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--budget-words",
-        type=_count,
+        type=as_count,
         default=None,
         metavar="N",
         help="words to select, e.g. 10M or 10_000_000 (default: all words)",
@@ -55,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--seed", type=int, default=0, metavar="N", help="seed for sampling and the valid split"
     )
     p.add_argument(
-        "--vocab-size", type=_count, default=8192, metavar="N", help="BPE vocabulary size"
+        "--vocab-size", type=as_count, default=8192, metavar="N", help="BPE vocabulary size"
     )
     p.add_argument(
         "--valid-fraction",
@@ -66,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-doc-words",
-        type=_count,
+        type=as_count,
         default=512,
         metavar="N",
         help="longer lines are split at whitespace into documents of at most N words",
@@ -90,7 +81,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tokenizer-words",
-        type=_count,
+        type=as_count,
         default=None,
         metavar="N",
         help="words the --tokenizer was trained on, for a tokenizer with no prepared dataset or "

@@ -25,18 +25,11 @@ from typing import Any
 import numpy as np
 
 from thrifty.atomic import write_text_atomic
-from thrifty.cli.numbers import parse_count
+from thrifty.cli.numbers import as_count
 from thrifty.cli.select_aux import Aux
 from thrifty.errors import UserError
 
 log = logging.getLogger("thrifty.select")
-
-
-def _count(text: str) -> int:
-    try:
-        return parse_count(text)
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class _Renamed(argparse.Action):
@@ -60,28 +53,31 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("pool", nargs="+", metavar="POOL", help="pool sources (as for prepare)")
     p.add_argument("--target", nargs="+", required=True, metavar="TEXT", help="target text")
     p.add_argument("--tau", type=float, default=4.0, help="selection ratio: score tau·N words")
-    p.add_argument("--keep-words", type=_count, metavar="N", help="words to keep (required)")
+    p.add_argument("--keep-words", type=as_count, metavar="N", help="words to keep (required)")
     p.add_argument(
         "--budget-words",
-        type=_count,
+        type=as_count,
         metavar="N",
         help="total budget of the pipeline: candidates + target + prior + tokenizer (required)",
     )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="dataset to write")
     p.add_argument("--prior", metavar="RUN", help="take this prior instead of training one")
-    p.add_argument("--prior-words", type=_count, metavar="N", help="prior's sample (default N)")
-    p.add_argument("--target-words", type=_count, metavar="N", help="sample of the target")
+    p.add_argument("--prior-words", type=as_count, metavar="N", help="prior's sample (default N)")
+    p.add_argument("--target-words", type=as_count, metavar="N", help="sample of the target")
     p.add_argument("--method", choices=("color", "conditional"), default="color")
-    p.add_argument("--chunk-words", type=_count, default=100, help="words per candidate chunk")
+    p.add_argument("--chunk-words", type=as_count, default=100, help="words per candidate chunk")
     p.add_argument("--config", type=Path, help="recipe of the auxiliary models (YAML)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides")
     p.add_argument("--work", type=Path, help="auxiliary runs and data (default OUT.work)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vocab-size", type=_count, default=8192)
+    p.add_argument("--vocab-size", type=as_count, default=8192)
     p.add_argument("--valid-fraction", type=float, default=0.01)
     p.add_argument("--tokenizer", type=Path, help="use this tokenizer.json for everything")
     p.add_argument(
-        "--tokenizer-words", type=_count, metavar="N", help="its training words, if unrecorded"
+        "--tokenizer-words",
+        type=as_count,
+        metavar="N",
+        help="its training words, if unrecorded",
     )
     p.add_argument("--new-tokenizer", action="store_true", help="train one on the selection")
     p.add_argument(

@@ -9,15 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from thrifty.cli.numbers import parse_count
-from thrifty.errors import UserError
-
-
-def _count(text: str) -> int:
-    try:
-        return parse_count(text)
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+from thrifty.cli.numbers import as_count
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,10 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator-model", default="default", help="model name sent to an endpoint")
     p.add_argument(
         "--generator-words",
-        type=_count,
+        type=as_count,
         help="training words of an external generator (hf:, http): charged, marked non-compliant",
     )
-    p.add_argument("--words", type=_count, help="stop at this many synthetic words, e.g. 200k")
+    p.add_argument("--words", type=as_count, help="stop at this many synthetic words, e.g. 200k")
     p.add_argument("--seed", type=int, default=0, help="task order and sampling seed")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     p.add_argument("--max-new-tokens", type=int, default=256, help="tokens per generated text")
@@ -53,10 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-entities", type=int, default=16, help="entities kept per document")
     p.add_argument("--tokenizer", help="reuse this tokenizer.json (the start run's)")
-    p.add_argument("--tokenizer-words", type=_count, help="training words of --tokenizer")
+    p.add_argument("--tokenizer-words", type=as_count, help="training words of --tokenizer")
     p.add_argument("--vocab-size", type=int, default=8192, help="when training a tokenizer")
     p.add_argument("--valid-fraction", type=float, default=0.01, help="held-out texts")
-    p.add_argument("--budget-words", type=_count, help="word budget the ledger checks")
+    p.add_argument("--budget-words", type=as_count, help="word budget the ledger checks")
     p.add_argument("--overwrite", action="store_true", help="replace OUT and any OUT.partial/")
     p.set_defaults(func=run)
 
