@@ -172,10 +172,11 @@ def test_a_preempted_job_is_requeued_and_resumes(nano_data, tmp_path):
     (run,) = sweep.build()
     write_configs([run])
     log = tmp_path / "run.log"
-    # a time limit of 30 s whose USR2 comes 5 s early: the signal Slurm sends before preempting
-    # (25 s leave a loaded machine time to start the run and write its first checkpoint)
+    # a time limit of 20 s whose USR2 comes 5 s early: the signal Slurm sends before preempting
+    # (15 s leave a loaded machine time to start the run and write its first checkpoint; the
+    # local executor requeues on time-outs only, so the test cannot signal as soon as it has one)
     pool = submitit.LocalExecutor(tmp_path / "submitit", max_num_timeout=1)
-    pool.update_parameters(timeout_min=30 / 60, signal_delay_s=5)
+    pool.update_parameters(timeout_min=20 / 60, signal_delay_s=5)
     job = pool.submit(TrainJob(train_command(run, 1)[1:], str(log), threads=1))
 
     def wait_for(ready, what: str) -> None:
