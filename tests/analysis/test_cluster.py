@@ -46,7 +46,10 @@ def test_checkpoint_stops_training_and_resubmits_the_same_command(tmp_path):
     job = TrainJob(ARGS, str(tmp_path / "run.log"), threads=1)
     # sleep(1) dies of SIGINT at any moment; a Python child would exit 1 once its own handler
     # is installed, which makes the exit code depend on how fast it started
-    job._proc = subprocess.Popen(["sleep", "60"])
+    # (default SIGINT even where the test runs with it ignored, as under nohup or `cmd &`)
+    job._proc = subprocess.Popen(
+        ["sleep", "60"], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
     delayed = pickle.loads(pickle.dumps(job.checkpoint()))  # submitit pickles it to requeue
     assert job._proc.wait(timeout=10) == -signal.SIGINT  # the preempted training stopped
     again = delayed.function

@@ -120,6 +120,9 @@ def _child_setup():
     def setup() -> None:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # SIGINT is how the child is stopped; a job started in the background of a shell
+        # inherits it ignored, which Python would keep
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
