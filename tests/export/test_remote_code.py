@@ -183,6 +183,7 @@ def test_export_command_flag(runs, tmp_path, capsys):
     assert "trust_remote_code=True" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "a").glob("*.py")) == [
         "configuration_thrifty.py",
+        "layers_thrifty.py",
         "modeling_thrifty.py",
     ]
     args = parser.parse_args(["export", run_dir, "--out", str(tmp_path / "b")])

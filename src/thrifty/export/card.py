@@ -36,7 +36,8 @@ def _loading(meta: dict) -> list[str]:
     )
     lines = [
         "This folder holds thrifty's modeling code (`configuration_thrifty.py`,",
-        "`modeling_thrifty.py`: torch and transformers only); read it before you trust it.",
+        "`layers_thrifty.py`, `modeling_thrifty.py`: torch and transformers only); read it",
+        "before you trust it.",
         "",
         "```python",
         f"from transformers import {auto}, AutoTokenizer",

@@ -5,8 +5,8 @@ Devlin et al. 2019) or GPT-BERT's bidirectional half (Charpentier & Samuel 2024)
 have a parallel block, a mixture of experts (Fedus et al. 2022) or BAM's soft mixture of
 attention (Zhang et al. 2024), so models with those slots need this export whatever their
 kind, causal ones included. With ``remote_code=True`` the export folder gets
-``configuration_thrifty.py`` and ``modeling_thrifty.py`` (copied from ``remote_code/``;
-torch + transformers only) and an ``auto_map`` in config.json, so that
+``configuration_thrifty.py``, ``layers_thrifty.py`` and ``modeling_thrifty.py`` (copied from
+``remote_code/``; torch + transformers only) and an ``auto_map`` in config.json, so that
 
     AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)
 
@@ -33,7 +33,7 @@ from thrifty.models.mlp import MLPS
 from thrifty.models.mlp.moe import MixtureOfExperts
 
 SOURCE = Path(__file__).parent / "remote_code"
-FILES = ("configuration_thrifty.py", "modeling_thrifty.py")
+FILES = ("configuration_thrifty.py", "layers_thrifty.py", "modeling_thrifty.py")
 # The block slots modeling_thrifty.py computes (its configuration's LAYOUT); the first of each
 # is the Llama layout, which is also what a config.json without the slot means.
 LAYOUT = {
