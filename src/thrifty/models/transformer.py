@@ -1,7 +1,8 @@
 """The one transformer: stem (token embedding) + blocks + norm + tied LM head.
 
 The stem comes from the STEMS registry (``model.stem``; ``tokens``, the embedding table, by
-default), so stems of other modalities can feed the same blocks.
+default; ``patches`` for images), so stems of other modalities feed the same blocks; the LM
+head (``logits``) exists only with the token stem.
 
 By default it is the Llama layout (RoPE, RMSNorm pre-norm, SwiGLU, tied embeddings, no biases),
 whose parameters map one-to-one onto ``transformers.LlamaForCausalLM`` (q/k/v and gate/up are
@@ -64,8 +65,6 @@ class Transformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        if cfg.vocab_size is None:
-            raise ValueError("ModelConfig.vocab_size must be set before building the model")
         self.cfg = cfg
         self.embed = STEMS.build(cfg.stem, cfg)  # the token embedding, for text
         self.blocks = nn.ModuleList(BLOCKS.build(cfg.block, cfg) for _ in range(cfg.n_layers))
@@ -96,25 +95,32 @@ class Transformer(nn.Module):
         ids: torch.Tensor,
         causal: bool = True,
         padding: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Hidden states (B, T, C) of ids (B, T).
+        """Hidden states (B, T, C) of ids (B, T), or of whatever input the stem reads (images
+        (B, C, H, W) for ``patches``).
 
         ``padding`` (B, T) bool marks real tokens; in bidirectional mode padded keys are hidden
         from every query. Padding must be on the right, so causal mode needs no mask: no real
-        token attends to a later pad.
+        token attends to a later pad. ``keep`` (B, K) long: only the stem's tokens at these
+        positions enter the blocks, each rotated by RoPE at its own position (MAE's visible
+        patches).
         """
-        T = ids.shape[1]
+        x = self.embed(ids)
+        T = x.shape[1]
         if T > self.cfg.max_seq_len:
             raise ValueError(
                 f"sequence of {T} tokens exceeds model.max_seq_len={self.cfg.max_seq_len}"
             )
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        if keep is not None:
+            x = x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))
+            cos, sin = cos[keep][:, None], sin[keep][:, None]  # (B, 1, K, hd): per row
         mask = None
         if padding is not None and not causal:
             mask = padding[:, None, None, :]  # (B, 1, 1, T), True = may attend
         if self.cfg.document_attention:
             mask = document_mask(ids, causal, mask)
-        x = self.embed(ids)
         for block in self.blocks:
             x = block(x, cos, sin, causal, mask, ids)
         return self.norm(x)
@@ -125,7 +131,7 @@ class Transformer(nn.Module):
 
     def num_params(self, embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
-        return n if embeddings else n - self.embed.weight.numel()
+        return n if embeddings else n - self.embed.embedding_params()
 
     def flops_per_token(self, seq_len: int, head_fraction: float = 1.0) -> float:
         """Training FLOPs per token (forward + backward): 6·matmul weights + attention (PaLM).
@@ -134,5 +140,4 @@ class Transformer(nn.Module):
         ~15% of them, and thrifty only projects those).
         """
         blocks = sum(block.flops_per_token(seq_len) for block in self.blocks)
-        # the tied head is a matmul; the embedding lookup is not
-        return blocks + 6.0 * head_fraction * self.embed.weight.numel()
+        return blocks + self.embed.flops_per_token(head_fraction)

@@ -50,8 +50,12 @@ IGNORE = -100
 
 @dataclass
 class Batch:
-    ids: torch.Tensor
-    """(B, T+1) token windows; position t+1 is the next token of position t."""
+    ids: torch.Tensor | None = None
+    """(B, T+1) token windows; position t+1 is the next token of position t (None: a source
+    of another modality, whose fields are in ``inputs``)."""
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Every field the data source gave (``DataSource.batch``), ``ids`` included: images and
+    labels for an image set, states and actions for trajectories."""
     weights: torch.Tensor | None = None
     """(B,) per-sample weights that sum to 1 (None: every supervised token counts equally)."""
     progress: float = 0.0
@@ -70,15 +74,29 @@ class Batch:
     """Loss-based sample reweighting: maps the detached per-row losses (and ``weights``) of the
     rows ``token_term`` sees to their weights (``thrifty.objectives.reweighting``)."""
 
+    @classmethod
+    def of(cls, fields: dict[str, torch.Tensor], **kwargs) -> Batch:
+        """The batch of a data source's fields (``ids`` when it has token windows)."""
+        return cls(ids=fields.get("ids"), inputs=dict(fields), **kwargs)
+
+    def __post_init__(self) -> None:
+        if self.ids is not None and "ids" not in self.inputs:
+            self.inputs = {**self.inputs, "ids": self.ids}
+
+    @property
+    def local_rows(self) -> int:
+        """Rows of this rank's micro-batch."""
+        return next(iter(self.inputs.values())).shape[0]
+
     def positions(self) -> list[int]:
         """Each row's position in the global micro-batch."""
         if self.rows is None:
-            return list(range(self.ids.shape[0]))
+            return list(range(self.local_rows))
         return [int(r) for r in self.rows]
 
     @property
     def total_rows(self) -> int:
-        return self.ids.shape[0] if self.global_rows is None else self.global_rows
+        return self.local_rows if self.global_rows is None else self.global_rows
 
     def sample_indices(self) -> list[int]:
         """The global sample index of every row of the global micro-batch, in position order."""

@@ -50,6 +50,12 @@ class ProjectedEmbedding(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.proj(F.embedding(ids, self._table()))
 
+    def embedding_params(self) -> int:  # the stem interface (thrifty.models.stem.base)
+        return self.weight.numel()
+
+    def flops_per_token(self, head_fraction: float) -> float:
+        return 6.0 * head_fraction * self.weight.numel()  # the generator's tied head
+
 
 class ElectraParts(nn.Module):
     """Everything ELECTRA trains besides the discriminator: generator, heads, E_G, E_Δ."""

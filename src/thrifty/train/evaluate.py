@@ -38,7 +38,7 @@ def validate(
             fields = source.batch(range(start, min(start + B, n)), T)
             fields = {k: v.to(device) for k, v in fields.items()}
             with autocast():
-                out = objective(Batch(**fields, progress=1.0, micro=-1 - batches))
+                out = objective(Batch.of(fields, progress=1.0, micro=-1 - batches))
             for key, value in out.metrics.items():
                 totals[key] = totals.get(key, 0.0) + value
             batches += 1

@@ -288,8 +288,8 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             indices = all_indices[rank * B : (rank + 1) * B]
             weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
             fields = train_source.batch(indices, T)
-            batch = Batch(
-                **{k: v.to(device, non_blocking=True) for k, v in fields.items()},
+            batch = Batch.of(
+                {k: v.to(device, non_blocking=True) for k, v in fields.items()},
                 weights=weights,
                 progress=step / total_steps,
                 micro=step * tc.grad_accum + micro,
