@@ -9,7 +9,11 @@ The loop, validation and samplers see a dataset only through a ``DataSource`` fo
 - ``unit`` and ``units_per_token``: the ledger's unit (``words`` for text; ``images``,
   ``pairs``, ``transitions`` for others) and how many of them one position of an item charges
   (text: the training split's words per token), so the loop charges what a step read;
-- ``fit(model)``: the model settings the data decides (text: the tokenizer's vocabulary);
+- ``fit(model)``: the model settings the data decides (text: the tokenizer's vocabulary;
+  images: the patch stem's image size and channels);
+- ``item_tokens(model)``: the positions one item fills in the model fitted to it, which
+  becomes ``data.seq_len`` (images: the patches); None for text, whose windows are
+  ``data.seq_len`` long;
 - ``run_files``: files copied into the run folder (text: ``tokenizer.json``; an image set:
   its preprocessing spec);
 - ``manifest``: the dataset's manifest, with its ledger (sources and their sha256).
@@ -20,6 +24,7 @@ text (every dataset written before this seam). ``open_source(path, split)`` pick
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +33,10 @@ from thrifty.errors import UserError
 from thrifty.registry import Registry
 
 SOURCES = Registry("data source")
+
+MEMBERS = (  # modules of the SOURCES members, imported when a dataset is opened
+    "thrifty.data.text_source",
+)
 
 
 class DataSource(Protocol):
@@ -46,6 +55,8 @@ class DataSource(Protocol):
 
     def fit(self, model): ...
 
+    def item_tokens(self, model) -> int | None: ...
+
 
 def modality(manifest: dict[str, Any]) -> str:
     """The modality a manifest declares (text when it declares none)."""
@@ -54,8 +65,8 @@ def modality(manifest: dict[str, Any]) -> str:
 
 def open_source(path: str | Path, split: str) -> DataSource:
     """The data source of one split of the prepared dataset at ``path``."""
-    import thrifty.data.text_source  # noqa: F401  (registers the text member)
-
+    for member in MEMBERS:  # importing a member registers it
+        importlib.import_module(member)
     path = Path(path)
     kind = modality(load_manifest(path))
     if kind not in SOURCES.names():

@@ -48,3 +48,6 @@ class TextSource:
                 f"{self.path} ({vocab} tokens)"
             )
         return replace(model, vocab_size=vocab)
+
+    def item_tokens(self, model) -> None:
+        return None  # windows of data.seq_len tokens

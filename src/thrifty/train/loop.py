@@ -23,6 +23,7 @@ from thrifty.data.budget import Ledger
 from thrifty.data.samplers import SAMPLERS
 from thrifty.errors import UserError
 from thrifty.eval.pathways import moe_layers, pathway_metrics
+from thrifty.model_kind import TEXT_KINDS
 from thrifty.models import aux
 from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.objectives.randomness import stream_seed
@@ -374,7 +375,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             checkpoint(word_mark=crossed[-1] if crossed else None)
         t_window += time.perf_counter() - t_pause
 
-    if main and cfg.eval.blimp_data:
+    if main and cfg.eval.blimp_data and objective.kind in TEXT_KINDS:  # images have no BLiMP
         blimp = score_blimp(cfg, model, objective.kind, ledger)
         if blimp:
             metrics.write({"step": step, "words": ledger.words_seen, **blimp})

@@ -30,6 +30,9 @@ def fit_to_data(cfg: RunConfig) -> tuple[RunConfig, DataSource, DataSource]:
     a UserError."""
     train_source = open_source(cfg.data.path, "train")
     cfg = replace(cfg, model=train_source.fit(cfg.model))
+    tokens = train_source.item_tokens(cfg.model)  # images: the patches of one image
+    if tokens is not None:
+        cfg = replace(cfg, data=replace(cfg.data, seq_len=tokens))
     if cfg.data.seq_len > cfg.model.max_seq_len:
         raise UserError(
             f"data.seq_len={cfg.data.seq_len} exceeds model.max_seq_len={cfg.model.max_seq_len}"
