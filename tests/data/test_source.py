@@ -38,7 +38,7 @@ def test_an_unknown_modality_is_named(dataset, tmp_path):
     copy.mkdir()
     manifest = json.loads((dataset / "manifest.json").read_text())
     (copy / "manifest.json").write_text(json.dumps({**manifest, "modality": "smell"}))
-    with pytest.raises(UserError, match="modality 'smell' has no data source; known: text"):
+    with pytest.raises(UserError, match=r"modality .smell. has no data source; known: .*\btext\b"):
         open_source(copy, "train")
     assert "text" in SOURCES.names()
 
@@ -57,5 +57,5 @@ def test_a_ledger_in_another_unit_says_so_and_text_ledgers_are_unchanged():
 
 def test_the_stem_is_a_registry_section():
     assert load_config(None, []).model.stem == {"name": "tokens"}
-    with pytest.raises(UserError, match="unknown stem 'pixels'; choose from tokens"):
+    with pytest.raises(UserError, match="unknown stem 'pixels'; choose from .*tokens"):
         load_config(None, ["model.stem=pixels"])

@@ -3,6 +3,7 @@ import torch
 
 from thrifty.config import ModelConfig
 from thrifty.data.tokenizer import MASK_ID, NUM_SPECIAL
+from thrifty.model_kind import TEXT_KINDS
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.objectives.masking import Masking, mask_tokens
@@ -21,7 +22,14 @@ def windows(B=8, T=33, seed=0) -> torch.Tensor:
     return torch.randint(NUM_SPECIAL, V, (B, T), generator=g)
 
 
-@pytest.mark.parametrize("name", OBJECTIVES.names())
+TEXT_OBJECTIVES = [n for n in OBJECTIVES.names() if OBJECTIVES.get(n).kind in TEXT_KINDS]
+
+
+def test_objectives_of_other_modalities_are_tested_with_their_data():
+    assert {"mae", "softcon"} <= set(OBJECTIVES.names()) - set(TEXT_OBJECTIVES)
+
+
+@pytest.mark.parametrize("name", TEXT_OBJECTIVES)  # images: tests/vision; policies: tests/decision
 def test_every_objective_learns_a_repeated_batch(name):
     m = model()
     objective = OBJECTIVES.build({"name": name}, m, seed=0)

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         label_efficiency,
         length_eval,
         prepare,
+        probe,
         recall_task,
         scaling,
         soup,
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
         prepare,
+        probe,
         train,
         eval_cmd,
         finetune,

@@ -24,7 +24,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         nargs="+",
         metavar="SOURCE",
         help="a folder (.txt/.train/.dev/.test[.gz], recursive), a file, a .jsonl[.gz], "
-        "or hf:OWNER/NAME[:CONFIG][@SPLIT]",
+        "or hf:OWNER/NAME[:CONFIG][@SPLIT]; for an image set: images:digits (scikit-learn's "
+        "handwritten digits), images:mosaic (2x2 mosaics of them, multi-label) or images:FOLDER "
+        "(class sub-folders, or a labels.csv)",
     )
     p.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="dataset folder to create"
@@ -51,9 +53,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--valid-fraction",
         type=float,
-        default=0.01,
+        default=None,
         metavar="F",
-        help="share of words held out for validation, as whole documents",
+        help="share held out for validation: of the words, as whole documents (default 0.01); "
+        "of each class of an image set (default 0.1)",
     )
     p.add_argument(
         "--max-doc-words",
@@ -87,6 +90,35 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="words the --tokenizer was trained on, for a tokenizer with no prepared dataset or "
         "run beside it to say so (charged in full)",
     )
+    images = p.add_argument_group("image sets (images:SOURCE)")
+    images.add_argument(
+        "--budget-images",
+        type=as_count,
+        default=None,
+        metavar="N",
+        help="images the model may read: the valid split and a seeded share of the training "
+        "images (default: all)",
+    )
+    images.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="share of each class held out as the test split (probes report on it)",
+    )
+    images.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="resize a folder's images to PX x PX (default: keep; all must match)",
+    )
+    images.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1: grey, 3: RGB")
+    images.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable images (with a count) instead of stopping",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run)
@@ -94,6 +126,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if any(str(s).startswith("images:") for s in args.sources):
+        return run_images(args)
     from thrifty.data.budget import Ledger
     from thrifty.data.prepare import prepare  # tokenizers / numpy load only when needed
 
@@ -105,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         selection=args.selection,
         seed=args.seed,
         vocab_size=args.vocab_size,
-        valid_fraction=args.valid_fraction,
+        valid_fraction=0.01 if args.valid_fraction is None else args.valid_fraction,
         max_doc_words=args.max_doc_words,
         text_field=args.text_field,
         errors=args.errors,
@@ -128,4 +162,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"  the reused tokenizer's {ledger.tokenizer_words():,} training words are charged")
     for problem in ledger.violations():  # e.g. a reused tokenizer's words over the budget
         print(f"warning: {problem}; `thrifty audit {args.out}` will fail", file=sys.stderr)
+    return 0
+
+
+def run_images(args: argparse.Namespace) -> int:
+    from thrifty.data.images import prepare_images
+    from thrifty.errors import UserError
+
+    if len(args.sources) != 1 or not str(args.sources[0]).startswith("images:"):
+        raise UserError("an image set is prepared from one images:SOURCE at a time")
+    manifest = prepare_images(
+        str(args.sources[0]).removeprefix("images:"),
+        args.out,
+        budget_images=args.budget_images,
+        valid_fraction=0.1 if args.valid_fraction is None else args.valid_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        image_size=args.image_size,
+        channels=args.channels,
+        skip_bad=args.skip_bad,
+        overwrite=args.overwrite,
+    )
+    if not args.quiet:
+        counts, shape = manifest["counts"], "x".join(map(str, manifest["image_shape"]))
+        print(f"prepared {args.out}: {len(manifest['classes'])} classes, images {shape}")
+        print("  " + ", ".join(f"{split} {n:,}" for split, n in counts.items()))
     return 0

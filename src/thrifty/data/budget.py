@@ -239,7 +239,8 @@ class Ledger:
         )
         used = [f"{s['words_used']:,} of {s['words_total']:,} {u}" for s in self.sources]
         lines += _source_lines([(s["path"], s["sha256"], u) for s, u in zip(self.sources, used)])
-        lines += self._tokenizer_lines()
+        if self.unit == "words" or self.tokenizer.get("sha256"):  # images have no tokenizer
+            lines += self._tokenizer_lines()
         for m in self.aux_models:
             note = f" (not BabyLM-compliant: {m['noncompliant']})" if m.get("noncompliant") else ""
             lines.append(f"auxiliary model {m['name']}: {m['words']:,} words{note}")

@@ -36,6 +36,7 @@ SOURCES = Registry("data source")
 
 MEMBERS = (  # modules of the SOURCES members, imported when a dataset is opened
     "thrifty.data.text_source",
+    "thrifty.data.image_source",
 )
 
 

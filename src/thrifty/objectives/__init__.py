@@ -5,10 +5,12 @@ from thrifty.objectives import (  # noqa: F401
     dobf,
     electra,
     gpt_bert,
+    mae,
     masked_lm,
     mcl,
     meta_tokens,
     replay,
+    softcon,
 )
 from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output
 

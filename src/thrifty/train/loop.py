@@ -350,7 +350,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             if main:
                 metrics.write(row)
                 eta = (total_steps - step) * (time.perf_counter() - t_start)
-                log.info(step_line(row, total_steps, eta / max(step - start_step, 1)))
+                log.info(step_line(row, total_steps, eta / max(step - start_step, 1), ledger.unit))
             t_window, window_tokens = time.perf_counter(), 0
 
         # Time spent evaluating and checkpointing is kept out of the tokens/s window.

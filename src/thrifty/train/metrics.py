@@ -102,14 +102,16 @@ def peak_flops(device: torch.device) -> float:
     return measure_matmul_peak()
 
 
-def step_line(row: dict, total_steps: int, eta_seconds: float) -> str:
-    """The console line of a logged training row (metrics.jsonl's keys)."""
+def step_line(row: dict, total_steps: int, eta_seconds: float, unit: str = "words") -> str:
+    """The console line of a logged training row (metrics.jsonl's keys; ``words`` counts the
+    ledger's ``unit``)."""
     skip = {"step", "loss", "lr", "grad_norm", "tokens", "words", "epoch", "tokens_per_s", "mfu"}
     extra = " | ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in skip | {"flops"})
+    extra = f"{extra} | " if extra else ""
     return (
-        f"step {row['step']}/{total_steps} | loss {row['loss']:.4f} | {extra} | "
+        f"step {row['step']}/{total_steps} | loss {row['loss']:.4f} | {extra}"
         f"lr {row['lr']:.2e} | {row['tokens_per_s']:.0f} tok/s | MFU {row['mfu']:.2f} | "
-        f"words {row['words'] / 1e6:.2f}M ({row['epoch']:.2f} ep) | "
+        f"{unit} {row['words'] / 1e6:.2f}M ({row['epoch']:.2f} ep) | "
         f"ETA {format_duration(eta_seconds)}"
     )
 
