@@ -26,7 +26,7 @@ TEXT_OBJECTIVES = [n for n in OBJECTIVES.names() if OBJECTIVES.get(n).kind in TE
 
 
 def test_objectives_of_other_modalities_are_tested_with_their_data():
-    assert {"mae", "softcon"} <= set(OBJECTIVES.names()) - set(TEXT_OBJECTIVES)
+    assert {"mae", "softcon", "dpt"} <= set(OBJECTIVES.names()) - set(TEXT_OBJECTIVES)
 
 
 @pytest.mark.parametrize("name", TEXT_OBJECTIVES)  # images: tests/vision; policies: tests/decision

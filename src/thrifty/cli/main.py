@@ -13,6 +13,7 @@ from thrifty.errors import UserError
 def build_parser() -> argparse.ArgumentParser:
     from thrifty.cli import (
         audit,
+        bandit,
         code_task,
         demo,
         distill,
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         length_eval,
         submit,
         synthesize,
+        bandit,
     ):
         module.add_parser(sub)
     return parser

@@ -3,6 +3,7 @@
 from thrifty.objectives import (  # noqa: F401
     causal_lm,
     dobf,
+    dpt,
     electra,
     gpt_bert,
     mae,
