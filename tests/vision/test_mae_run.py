@@ -43,10 +43,16 @@ def test_mae_on_digits_trains_resumes_audits_and_probes(tmp_path, capsys):
     state = json.loads((latest_checkpoint(straight) / "state.json").read_text())
     assert state["model_kind"] == "encoder"
 
-    out = tmp_path / "probe.json"
+    out = straight / "eval" / "probe.json"
     assert main(["probe", str(straight), "--sizes", "20,100", "--seeds", "2",
                  "--out", str(out)]) == 0  # fmt: skip
     result = json.loads(out.read_text())
     for arm in ("pretrained", "random_init"):
         assert 0.1 < result["arms"][arm]["linear"]["test"] <= 1.0
         assert result["few_labels"][arm]["100"]["n"] == 2 and result["seeds"] == [0, 1]
+
+    report = tmp_path / "report.html"
+    assert main(["report", str(straight), "--out", str(report)]) == 0
+    text = report.with_suffix(".md").read_text()
+    assert "budget (images)" in text and "Frozen-feature probes" in text
+    assert "| straight | pretrained | linear |" in text and "Zero-shot" not in text

@@ -22,6 +22,7 @@ from thrifty import __version__
 from thrifty.analysis import report_plots as plots
 from thrifty.analysis.report_data import RunData, load_runs, sub_scores, zero_shot_score
 from thrifty.analysis.report_ledger import ledger_section
+from thrifty.analysis.report_probes import probes_section
 from thrifty.analysis.report_render import (
     CORRELATIONS,
     DASH,
@@ -193,6 +194,7 @@ def build_report(paths: list[str | Path], out: str | Path, title: str | None = N
         zero_shot_section,
         finetune_section,
         label_efficiency_section,
+        probes_section,
         _problems_section,
     )
     sections = [s for build in builders if (s := build(runs)) is not None]

@@ -21,6 +21,7 @@ from thrifty.errors import UserError
 
 FINETUNE = "finetune_"
 LABEL_EFFICIENCY = "label_efficiency_"
+PROBE = "probe"
 BACKENDS = ("causal", "mntp", "mlm")
 
 
@@ -36,6 +37,7 @@ class RunData:
     zero_shot: dict[str, dict] = field(default_factory=dict)  # "<task>_<backend>" -> result
     finetune: dict[str, dict] = field(default_factory=dict)  # task -> result
     label_efficiency: dict[str, dict] = field(default_factory=dict)  # task -> result
+    probes: dict[str, dict] = field(default_factory=dict)  # probe[_multilabel] -> result
     ledger: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)  # params, flops_per_token, train_flops, step, ...
     problems: list[str] = field(default_factory=list)
@@ -47,6 +49,7 @@ class RunData:
             or self.zero_shot
             or self.finetune
             or self.label_efficiency
+            or self.probes
             or self.ledger
             or self.model
         )
@@ -98,6 +101,8 @@ def _read_evals(folder: Path, run: RunData) -> None:
         stem = path.stem
         if stem.startswith(FINETUNE):
             run.finetune[str(data.get("task") or stem.removeprefix(FINETUNE))] = data
+        elif stem.startswith(PROBE):  # thrifty probe: an image encoder's frozen features
+            run.probes[stem] = data
         elif stem.startswith(LABEL_EFFICIENCY):
             task = str(data.get("task") or stem.removeprefix(LABEL_EFFICIENCY))
             run.label_efficiency[task] = data

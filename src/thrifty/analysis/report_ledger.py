@@ -34,15 +34,19 @@ def _ledger_rows(ledger: dict) -> dict[str, str]:
     except (UserError, TypeError) as e:
         parsed, broken = None, str(e)
     budget = ledger.get("budget_words")
+    unit = ledger.get("unit", "words")  # images, transitions, ... for other modalities
+    item = "word" if unit == "words" else "item"
     rows = {
-        "budget (words)": "none" if budget is None else _count(budget),
-        "words seen": _count(ledger.get("words_seen")),
+        f"budget ({unit})": "none" if budget is None else _count(budget),
+        f"{unit} seen": _count(ledger.get("words_seen")),
     }
     if parsed is not None:
-        rows["charged (words)"] = _count(parsed.charged_words())
+        rows[f"charged ({unit})"] = _count(parsed.charged_words())
         epochs = f"{parsed.epochs:.2f}" if parsed.train_words else DASH
         rows["epochs (max)"] = f"{epochs} ({parsed.max_epochs:g})"
-        rows["most passes over a word"] = f"{parsed.max_passes()[0]:.2f}"
+        rows[f"most passes over a{'n' if item == 'item' else ''} {item}"] = (
+            f"{parsed.max_passes()[0]:.2f}"
+        )
         aux = [f"{m['name']}: {int(m['words']):,} words" for m in parsed.aux_models]
         rows["auxiliary models"] = "; ".join(aux) if aux else "none"
         rows["violations"] = "; ".join(parsed.violations()) or "none"
