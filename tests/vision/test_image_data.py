@@ -72,7 +72,7 @@ def test_a_corrupt_image_is_named_or_skipped(tmp_path, capsys):
     assert not (tmp_path / "d").exists()  # nothing half-written
     manifest = prepare_images(str(folder), tmp_path / "d", valid_fraction=0.2, skip_bad=True)
     assert sum(manifest["counts"].values()) == 20
-    assert "skipped 1 unreadable" in capsys.readouterr().out
+    assert "skipped 1 unreadable" in capsys.readouterr().err
 
 
 def test_labels_csv_names_the_first_mismatch(tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def load_folder_source(
         pixels.append(array)
         names.append(label)
     if bad:
-        print(f"warning: skipped {bad} unreadable images under {folder}")
+        print(f"warning: skipped {bad} unreadable images under {folder}", file=sys.stderr)
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
     images = np.stack(pixels)
