@@ -272,7 +272,8 @@ class Ledger:
             )
         passes, names = self.max_passes()
         lines.append(
-            f"most passes over any word: {passes:.2f} ({' + '.join(names) or 'none'}; "
+            f"most passes over any {'word' if u == 'words' else 'item'}: {passes:.2f} "
+            f"({' + '.join(names) or 'none'}; "
             f"max {self.max_epochs:g})"
         )
         return lines
