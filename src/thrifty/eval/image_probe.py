@@ -58,9 +58,10 @@ def _logistic(train_x, train_y, c: float):
 def linear_probe(features: dict) -> dict:
     """Test accuracy of the logistic probe whose C is best on valid."""
     (tx, ty), (vx, vy), (sx, sy) = features["train"], features["valid"], features["test"]
-    scores = {c: _logistic(tx, ty, c).score(vx, vy) for c in C_GRID}
+    probes = {c: _logistic(tx, ty, c) for c in C_GRID}
+    scores = {c: probe.score(vx, vy) for c, probe in probes.items()}
     best = max(C_GRID, key=lambda c: scores[c])
-    return {"C": best, "valid": scores[best], "test": float(_logistic(tx, ty, best).score(sx, sy))}
+    return {"C": best, "valid": scores[best], "test": float(probes[best].score(sx, sy))}
 
 
 def knn_probe(features: dict) -> dict:
@@ -69,12 +70,13 @@ def knn_probe(features: dict) -> dict:
 
     (tx, ty), (vx, vy), (sx, sy) = features["train"], features["valid"], features["test"]
 
-    def fit(k):
-        return KNeighborsClassifier(n_neighbors=min(k, len(ty)), metric="cosine").fit(tx, ty)
-
-    scores = {k: fit(k).score(vx, vy) for k in K_GRID}
+    probes = {
+        k: KNeighborsClassifier(n_neighbors=min(k, len(ty)), metric="cosine").fit(tx, ty)
+        for k in K_GRID
+    }
+    scores = {k: probe.score(vx, vy) for k, probe in probes.items()}
     best = max(K_GRID, key=lambda k: scores[k])
-    return {"k": best, "valid": scores[best], "test": float(fit(best).score(sx, sy))}
+    return {"k": best, "valid": scores[best], "test": float(probes[best].score(sx, sy))}
 
 
 def few_label_accuracy(

@@ -49,9 +49,10 @@ def _fit(x, y, c: float):
 def multilabel_probe(features: dict) -> dict:
     """Test mAP of the one-vs-rest probe whose C is best on valid."""
     (tx, ty), (vx, vy), (sx, sy) = features["train"], features["valid"], features["test"]
-    scores = {c: mean_ap(vy, _fit(tx, ty, c).decision_function(vx)) for c in C_GRID}
+    probes = {c: _fit(tx, ty, c) for c in C_GRID}
+    scores = {c: mean_ap(vy, probe.decision_function(vx)) for c, probe in probes.items()}
     best = max(C_GRID, key=lambda c: scores[c])
-    test = mean_ap(sy, _fit(tx, ty, best).decision_function(sx))
+    test = mean_ap(sy, probes[best].decision_function(sx))
     return {"C": best, "valid": scores[best], "test": test}
 
 

@@ -209,6 +209,22 @@ class Objective:
         self.generator.set_state(state["generator"])
 
 
+def row_term(
+    losses: torch.Tensor, weights: torch.Tensor | None, counted: torch.Tensor | None = None
+) -> tuple[LossTerm, torch.Tensor]:
+    """The term of per-unit ``losses`` (B, U) (patches, prefixes, images) where ``counted``
+    (B, U) bool (default: every unit), and the (B,) mean per row: the mean over all counted
+    units of the batch, or with sample ``weights`` (B,) their weighted sum of row means."""
+    if counted is None:
+        counted = torch.ones_like(losses, dtype=torch.bool)
+    losses = losses * counted
+    counts = counted.sum(1)
+    per_row = losses.sum(1) / counts
+    if weights is None:
+        return LossTerm(losses.sum(), counts.sum().float()), per_row
+    return LossTerm((weights * per_row).sum(), weights.sum().detach()), per_row
+
+
 # Tokens per chunk of the fused head: about 4M fp32 logits (16 MB), which stay in cache.
 HEAD_CHUNK_LOGITS = 1 << 22
 

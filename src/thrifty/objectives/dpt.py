@@ -18,7 +18,7 @@ from torch import nn
 
 from thrifty.errors import UserError
 from thrifty.models.stem.transitions import TransitionStem
-from thrifty.objectives.base import OBJECTIVES, Batch, LossTerm, Objective, Output
+from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, row_term
 
 
 def action_logits(model, head: nn.Module, context: torch.Tensor) -> torch.Tensor:
@@ -55,11 +55,7 @@ class DecisionPretraining(Objective):
             logits.reshape(B * T, -1), target.repeat_interleave(T), reduction="none"
         ).view(B, T)
         supervised = losses if self.cfg.every_prefix else losses[:, -1:]
-        per_row = supervised.mean(1)  # (B,)
-        if batch.weights is None:
-            term = LossTerm(supervised.sum(), torch.tensor(float(supervised.numel())))
-        else:
-            term = LossTerm((batch.weights * per_row).sum(), batch.weights.sum().detach())
+        term, per_row = row_term(supervised, batch.weights)
         with torch.no_grad():
             correct = (logits.argmax(-1) == target[:, None]).float()  # (B, T)
         loss = term.value

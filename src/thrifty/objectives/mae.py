@@ -23,7 +23,7 @@ from thrifty.models.block import BLOCKS
 from thrifty.models.norm import RMSNorm
 from thrifty.models.rope import rope_tables
 from thrifty.models.stem.patches import PatchStem, patchify
-from thrifty.objectives.base import OBJECTIVES, Batch, LossTerm, Objective, Output
+from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, row_term
 
 
 def visible_count(num_patches: int, mask_ratio: float) -> int:
@@ -123,12 +123,8 @@ class MaskedAutoencoder(Objective):
             target = (target - mean) / (var + 1e-6).sqrt()
         hidden_patch = torch.ones(B, N, dtype=torch.bool, device=images.device)
         hidden_patch.scatter_(1, keep, False)
-        errors = (predicted - target).square().mean(-1) * hidden_patch  # (B, N)
-        per_row = errors.sum(1) / hidden_patch.sum(1)
-        if batch.weights is None:
-            term = LossTerm(errors.sum(), hidden_patch.sum().float())
-        else:
-            term = LossTerm((batch.weights * per_row).sum(), batch.weights.sum().detach())
+        errors = (predicted - target).square().mean(-1)  # (B, N)
+        term, per_row = row_term(errors, batch.weights, hidden_patch)
         loss = term.value
         return Output(loss, {"loss": loss.item()}, per_row.detach(), {"mae": term})
 

@@ -32,7 +32,7 @@ from torch import nn
 from thrifty.bounds import bounded
 from thrifty.errors import UserError
 from thrifty.models.stem.patches import mean_features
-from thrifty.objectives.base import OBJECTIVES, Batch, LossTerm, Objective, Output
+from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, row_term
 from thrifty.objectives.mae import patch_stem
 
 
@@ -141,11 +141,8 @@ class ContrastiveBase(Objective):
         cfg = self.cfg
         views = augment(images, self.random(batch, "views"), cfg.shift, cfg.noise, cfg.contrast)
         target = self.targets(batch)
-        per_row = contrastive_loss(self.project(views), cfg.temperature, target)
-        if batch.weights is None:
-            term = LossTerm(per_row.sum(), torch.tensor(float(len(per_row))))
-        else:
-            term = LossTerm((batch.weights * per_row).sum(), batch.weights.sum().detach())
+        losses = contrastive_loss(self.project(views), cfg.temperature, target)  # (B,)
+        term, per_row = row_term(losses[:, None], batch.weights)
         loss = term.value
         return Output(loss, {"loss": loss.item()}, per_row.detach(), {"contrastive": term})
 
