@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         synthesize,
         train,
         upcycle,
+        zero_shot,
     )
     from thrifty.cli import eval as eval_cmd
     from thrifty.cli import report as report_cmd
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (
         prepare,
         probe,
+        zero_shot,
         train,
         eval_cmd,
         finetune,

@@ -26,7 +26,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a folder (.txt/.train/.dev/.test[.gz], recursive), a file, a .jsonl[.gz], "
         "or hf:OWNER/NAME[:CONFIG][@SPLIT]; for an image set: images:digits (scikit-learn's "
         "handwritten digits), images:mosaic (2x2 mosaics of them, multi-label) or images:FOLDER "
-        "(class sub-folders, or a labels.csv)",
+        "(class sub-folders, or a labels.csv); for image-caption pairs (objective clip): "
+        "pairs:digits",
     )
     p.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="dataset folder to create"
@@ -128,6 +129,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if any(str(s).startswith("images:") for s in args.sources):
         return run_images(args)
+    if any(str(s).startswith("pairs:") for s in args.sources):
+        return run_pairs(args)
     from thrifty.data.budget import Ledger
     from thrifty.data.prepare import prepare  # tokenizers / numpy load only when needed
 
@@ -187,4 +190,29 @@ def run_images(args: argparse.Namespace) -> int:
         counts, shape = manifest["counts"], "x".join(map(str, manifest["image_shape"]))
         print(f"prepared {args.out}: {len(manifest['classes'])} classes, images {shape}")
         print("  " + ", ".join(f"{split} {n:,}" for split, n in counts.items()))
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from thrifty.data.pairs import prepare_pairs
+    from thrifty.errors import UserError
+
+    if len(args.sources) != 1:
+        raise UserError("a pairs set is prepared from one pairs:SOURCE at a time")
+    manifest = prepare_pairs(
+        str(args.sources[0]).removeprefix("pairs:"),
+        args.out,
+        budget_pairs=args.budget_images,  # the image-set budget flag counts pairs here
+        valid_fraction=0.1 if args.valid_fraction is None else args.valid_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    if not args.quiet:
+        counts = manifest["counts"]
+        print(
+            f"prepared {args.out}: {len(manifest['classes'])} classes, "
+            f"{len(manifest['templates'])} caption templates, vocab {manifest['vocab_size']}"
+        )
+        print("  " + ", ".join(f"{split} {n:,} pairs" for split, n in counts.items()))
     return 0

@@ -37,6 +37,7 @@ SOURCES = Registry("data source")
 MEMBERS = (  # modules of the SOURCES members, imported when a dataset is opened
     "thrifty.data.text_source",
     "thrifty.data.image_source",
+    "thrifty.data.pair_source",
     "thrifty.data.bandit_source",
 )
 

@@ -2,6 +2,7 @@
 
 from thrifty.objectives import (  # noqa: F401
     causal_lm,
+    clip,
     dobf,
     dpt,
     electra,
