@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         grokking_task,
         label_efficiency,
         length_eval,
+        minigrid,
         prepare,
         probe,
         recall_task,
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         submit,
         synthesize,
         bandit,
+        minigrid,
     ):
         module.add_parser(sub)
     return parser

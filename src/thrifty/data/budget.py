@@ -111,6 +111,9 @@ class Ledger:
     # what the budget and every count above are in: words for text (whitespace-separated, the
     # BabyLM way); images, pairs or transitions for datasets of other modalities
     unit: str = "words"
+    # the online phase of a reinforcement-learning run, in its own unit: {"env", "budget",
+    # "used"} environment steps (PPO's interactions; evaluation episodes are not charged)
+    env_steps: dict[str, Any] = field(default_factory=dict)
 
     def charge_tokens(self, n_tokens: int, words_per_token: float) -> None:
         """Charge the words behind ``n_tokens`` tokens the trained model has just seen."""
@@ -222,6 +225,11 @@ class Ledger:
         if passes > self.max_epochs * (1 + _EPOCH_SLACK):
             where = f" (passes over the same words: {' + '.join(names)})" if len(names) > 1 else ""
             found.append(f"{passes:.3f} epochs exceed the maximum of {self.max_epochs:g}{where}")
+        online = self.env_steps
+        if online.get("budget") is not None and online["used"] > online["budget"]:
+            found.append(
+                f"{online['used']:,} environment steps exceed the budget of {online['budget']:,}"
+            )
         return found
 
     def summary_lines(self) -> list[str]:
@@ -276,6 +284,13 @@ class Ledger:
             f"({' + '.join(names) or 'none'}; "
             f"max {self.max_epochs:g})"
         )
+        if self.env_steps:
+            online = self.env_steps
+            budget = "none" if online.get("budget") is None else f"{online['budget']:,}"
+            lines.append(
+                f"environment steps in {online.get('env', '?')}: {online['used']:,} "
+                f"(budget {budget})"
+            )
         return lines
 
     def _tokenizer_lines(self) -> list[str]:
@@ -308,6 +323,8 @@ class Ledger:
         data = asdict(self)
         if data["unit"] == "words":
             del data["unit"]
+        if not data["env_steps"]:  # only reinforcement-learning runs have an online phase
+            del data["env_steps"]
         return data
 
     @classmethod

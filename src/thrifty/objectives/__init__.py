@@ -1,6 +1,7 @@
 """Training objectives; importing this package registers every member."""
 
 from thrifty.objectives import (  # noqa: F401
+    bc,
     causal_lm,
     clip,
     dobf,
