@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         audit,
         bandit,
         code_task,
+        darkroom,
         demo,
         distill,
         ensemble,
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         submit,
         synthesize,
         bandit,
+        darkroom,
         minigrid,
     ):
         module.add_parser(sub)

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from thrifty.data.bandits import load_split, transition_features
+from thrifty.data.bandits import transition_features
 from thrifty.data.source import SOURCES
+from thrifty.data.task_folder import load_split
 from thrifty.data.tokens import load_manifest
 from thrifty.errors import UserError
 
@@ -64,6 +65,10 @@ class BanditSource:
         if stem.get("arms") not in (None, self.arms):
             raise UserError(
                 f"model.stem.arms={stem['arms']} does not match the {self.arms} arms of {self.path}"
+            )
+        if stem.get("state_dim") not in (None, 0):  # bandits have no state
+            raise UserError(
+                f"model.stem.state_dim={stem['state_dim']}: bandit tasks have no state; set 0"
             )
         if self.context_len + 1 > model.max_seq_len:
             raise UserError(

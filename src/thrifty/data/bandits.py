@@ -13,15 +13,14 @@ noise (``sigma``) or a Bernoulli draw with that mean. Behaviour policies:
 
 A prepared folder holds ``{split}.safetensors`` (``means`` (N, K), ``actions`` (N, n),
 ``rewards`` (N, n), ``optimal`` (N,)) for ``train`` and ``valid``, never pickles, plus
-``manifest.json`` with the generator settings and a ledger counted in transitions. Everything
-follows from ``seed``, so the same settings always write the same files (their sha256 is in the
-ledger's one ``synthetic`` source).
+``manifest.json`` with the generator settings and a ledger counted in transitions
+(``thrifty.data.task_folder``, shared with Dark Room). Everything follows from ``seed``, so
+the same settings always write the same files (their sha256 is in the ledger's one
+``synthetic`` source).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from thrifty.atomic import new_folder
-from thrifty.data.budget import Ledger
-from thrifty.data.tokens import FORMAT, MANIFEST_FILE, load_manifest
+from thrifty.data.task_folder import SPLITS, check_counts, manifest_of, write_task_folder
 from thrifty.errors import UserError
 
-SPLITS = ("train", "valid")
 NOISES = ("gaussian", "bernoulli")
 BEHAVIOURS = ("uniform", "mix")
 
@@ -116,15 +112,6 @@ def transition_features(actions: torch.Tensor, rewards: torch.Tensor, arms: int)
     return tokens
 
 
-def _digest(files: list[Path]) -> tuple[str, dict[str, str]]:
-    whole, each = hashlib.sha256(), {}
-    for f in files:
-        data = f.read_bytes()
-        whole.update(data)
-        each[f.name] = hashlib.sha256(data).hexdigest()
-    return whole.hexdigest(), each
-
-
 def prepare_bandits(
     out: str | Path,
     settings: BanditSettings,
@@ -135,72 +122,28 @@ def prepare_bandits(
 ) -> dict[str, Any]:
     """Write ``tasks`` training and ``valid_tasks`` (default a tenth, at least 1) validation
     tasks of ``settings`` to the dataset folder ``out``; returns its manifest."""
-    from safetensors.numpy import save_file
-
     settings.check()
-    out = Path(out)
     valid_tasks = max(1, tasks // 10) if valid_tasks is None else valid_tasks
-    if tasks < 1:
-        raise UserError(f"--tasks={tasks}: generate at least 1 training task")
-    if valid_tasks < 1:
-        raise UserError(f"--valid-tasks={valid_tasks}: generate at least 1 validation task")
-    if (out / MANIFEST_FILE).is_file() and not overwrite:
-        raise UserError(f"{out}: a prepared dataset is already here; pass --overwrite")
     counts = {"train": tasks, "valid": valid_tasks}
+    check_counts(Path(out), counts, overwrite)
     streams = np.random.SeedSequence(settings.seed).spawn(len(SPLITS))
     n = settings.horizon
-    transitions = {split: counts[split] * n for split in SPLITS}
-    with new_folder(out) as tmp:
-        files = []
-        for split, stream in zip(SPLITS, streams, strict=True):
-            data = generate(settings, counts[split], np.random.default_rng(stream))
-            files.append(tmp / f"{split}.safetensors")
-            save_file(data, str(files[-1]))
-        whole, each = _digest(files)
-        total = sum(transitions.values())
-        source = {
-            "path": "synthetic:bandits",
-            "synthetic": True,
-            "generator": {**asdict(settings), "tasks": counts},
-            "sha256": whole,
-            "files": each,
-            "words_total": total,
-            "words_used": total,
-        }
-        ledger = Ledger(
-            budget_words=total,
-            seed=settings.seed,
-            sources=[source],
-            prepared_words=transitions,
-            unit="transitions",
-        )
-        manifest = {
-            "format": FORMAT,
-            "modality": "bandit",
-            "arms": settings.arms,
-            "context_len": n,
-            "seed": settings.seed,
-            "settings": asdict(settings),
-            "counts": counts,
-            "ledger": ledger.to_dict(),
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return manifest
+    splits = {
+        split: generate(settings, counts[split], np.random.default_rng(stream))
+        for split, stream in zip(SPLITS, streams, strict=True)
+    }
+    return write_task_folder(
+        out,
+        modality="bandit",
+        source="synthetic:bandits",
+        settings=asdict(settings),
+        seed=settings.seed,
+        splits=splits,
+        transitions={split: counts[split] * n for split in SPLITS},
+        fields={"arms": settings.arms, "context_len": n},
+    )
 
 
 def settings_of(path: str | Path) -> BanditSettings:
     """The generator settings of a prepared bandit dataset."""
-    manifest = load_manifest(Path(path))
-    if manifest.get("modality") != "bandit":
-        raise UserError(f"{path}: not a bandit dataset (modality {manifest.get('modality')!r})")
-    return BanditSettings(**manifest["settings"])
-
-
-def load_split(path: str | Path, split: str) -> dict[str, torch.Tensor]:
-    """The tensors of one split of a prepared bandit dataset."""
-    from safetensors.torch import load_file
-
-    file = Path(path) / f"{split}.safetensors"
-    if not file.is_file():
-        raise UserError(f"{path}: no {split} split ({file.name}); prepare it again")
-    return load_file(str(file))
+    return BanditSettings(**manifest_of(path, "bandit")["settings"])

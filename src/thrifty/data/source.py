@@ -39,6 +39,7 @@ MEMBERS = (  # modules of the SOURCES members, imported when a dataset is opened
     "thrifty.data.image_source",
     "thrifty.data.pair_source",
     "thrifty.data.bandit_source",
+    "thrifty.data.darkroom_source",
     "thrifty.data.demo_source",
 )
 

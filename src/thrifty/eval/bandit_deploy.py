@@ -52,6 +52,13 @@ class Policy:
 def load_policy(run: str | Path, data: str | Path | None = None) -> Policy:
     """The DPT policy of a run (or checkpoint) folder; ``data``: the bandit dataset whose
     settings the test tasks follow (default: the run's data.path)."""
+    loaded, head = load_dpt(run)
+    settings = settings_of(data or loaded.cfg.data.path)
+    return Policy(loaded.model, head, head.out_features, settings, loaded.run_dir)
+
+
+def load_dpt(run: str | Path):
+    """(the loaded run, its action head) of a DPT run or checkpoint folder, any task family."""
     from safetensors.torch import load_file
 
     from thrifty.objectives import OBJECTIVES
@@ -63,8 +70,7 @@ def load_policy(run: str | Path, data: str | Path | None = None) -> Policy:
     objective = OBJECTIVES.build(loaded.cfg.objective, loaded.model)
     objective.owned.load_state_dict(load_file(str(loaded.checkpoint / "objective.safetensors")))
     objective.owned.eval()
-    settings = settings_of(data or loaded.cfg.data.path)
-    return Policy(loaded.model, objective.owned, objective.arms, settings, loaded.run_dir)
+    return loaded, objective.owned
 
 
 def fresh_tasks(settings: BanditSettings, tasks: int, seed: int, horizon: int) -> dict:
