@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from thrifty.errors import UserError
+from thrifty.jsonl import read_jsonl
 
 FINETUNE = "finetune_"
 LABEL_EFFICIENCY = "label_efficiency_"
@@ -39,6 +40,8 @@ class RunData:
     label_efficiency: dict[str, dict] = field(default_factory=dict)  # task -> result
     probes: dict[str, dict] = field(default_factory=dict)  # probe[_multilabel] -> result
     ledger: dict = field(default_factory=dict)
+    online_rows: list[dict] = field(default_factory=list)  # curve.jsonl of a `thrifty ppo` run
+    online_result: dict = field(default_factory=dict)  # its result.json
     model: dict = field(default_factory=dict)  # params, flops_per_token, train_flops, step, ...
     problems: list[str] = field(default_factory=list)
 
@@ -51,6 +54,7 @@ class RunData:
             or self.label_efficiency
             or self.probes
             or self.ledger
+            or self.online_rows
             or self.model
         )
 
@@ -170,6 +174,13 @@ def load_run(path: str | Path, name: str | None = None) -> RunData:
         run.ledger = ledger if isinstance(ledger, dict) else {}
     if (path / "eval").is_dir():
         _read_evals(path / "eval", run)
+    if (path / "curve.jsonl").is_file():  # an online RL run (thrifty.rl.ppo)
+        try:
+            run.online_rows = read_jsonl(path / "curve.jsonl")
+        except UserError as e:
+            run.problems.append(str(e))
+        result = _read_json(path / "result.json", run.problems)
+        run.online_result = result if isinstance(result, dict) else {}
     _model_facts(run)
     return run
 
