@@ -146,3 +146,6 @@ def test_the_documented_example_is_valid():
     runs = sweep.build()
     assert len(runs) == 2 * 2 * 3 * 2  # runs x weight decay x epochs x budgets
     assert sweep.search["start"]["train.lr"] == 1.0e-2
+    from thrifty.analysis.nars_search import parse_nars
+
+    assert len(parse_nars(sweep.nars).axes) == 5

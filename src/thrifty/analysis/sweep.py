@@ -17,6 +17,7 @@ Format (a worked example is ``configs/sweeps/example.yaml``)::
       shared_tokenizer: true               # tokenizer of the smallest budget, reused by all
                                            # (charged to each larger rung's ledger on top)
     search: {...}                          # optional; see analysis/search.py and --search
+    nars: {...}                            # optional; see analysis/nars_search.py and --nars
 
 A grid axis ``data.path: [folderA, folderB]`` points at datasets prepared elsewhere instead.
 Run names depend only on a run's own grid / explicit keys, so adding a value to an axis
@@ -46,7 +47,7 @@ from thrifty.errors import UserError
 from thrifty.jsonl import read_jsonl
 from thrifty.registry import suggest
 
-KEYS = ("name", "base", "sweep_dir", "overrides", "grid", "runs", "data", "search")
+KEYS = ("name", "base", "sweep_dir", "overrides", "grid", "runs", "data", "search", "nars")
 DATA_KEYS = (
     "sources",
     "budgets",
@@ -97,6 +98,7 @@ class Sweep:
     runs: list[dict[str, Any]] = field(default_factory=list)
     data: DataLadder | None = None
     search: dict[str, Any] | None = None
+    nars: dict[str, Any] | None = None
 
     def points(self) -> list[dict[str, Any]]:
         """Explicit runs × grid combinations, in file order."""
@@ -197,6 +199,7 @@ def load_sweep(path: str | Path, sweep_dir: str | Path | None = None) -> Sweep:
         runs=runs,
         data=_data(raw.get("data"), path) if raw.get("data") else None,
         search=_mapping(raw.get("search"), path, "search") or None,
+        nars=_mapping(raw.get("nars"), path, "nars") or None,
     )
 
 

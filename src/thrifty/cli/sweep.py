@@ -1,7 +1,8 @@
 """``thrifty sweep SWEEP.yaml --jobs N``: run a grid of `thrifty train` processes, skipping
 finished runs; ``--executor slurm --slurm-partition P`` makes each run a Slurm job instead
 (requeued on preemption); ``--print`` lists the commands for a scheduler; ``--search`` runs the
-regularized recipe search (coordinate descent over lr / epochs / weight decay)."""
+regularized recipe search (coordinate descent over lr / epochs / weight decay); ``--nars`` the
+predictor-guided joint architecture-recipe search of FBNetV3 (``analysis/nars_search.py``)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--search",
         action="store_true",
         help="coordinate descent from the file's search: section (evaluations cached)",
+    )
+    p.add_argument(
+        "--nars",
+        action="store_true",
+        help="FBNetV3's predictor-guided architecture-recipe search from the nars: section",
     )
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     _add_cluster_options(p)
@@ -102,17 +108,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         threads = args.threads or max(1, (os.cpu_count() or 1) // (jobs or 1))
     if args.print_only:
-        runs = [] if args.search else sweep.build()
+        runs = [] if args.search or args.nars else sweep.build()
         write_configs(runs)
         for cmd in prepare_commands(sweep):
             print(shell_line(cmd))
         for r in runs:
             print(shell_line(train_command(r, args.threads)))
-        if args.search:
-            print("# --search decides its next runs from the results; it cannot be printed")
+        if args.search or args.nars:
+            print("# a search decides its next runs from the results; it cannot be printed")
         return 0
     execute = run_sweep if args.executor == "process" else _submitter(args, sweep.sweep_dir)
     prepare_ladder(sweep)
+    if args.nars:
+        from thrifty.analysis.nars_search import nars_sweep
+
+        found = nars_sweep(sweep, jobs=jobs, threads=threads, execute=execute)
+        point = " ".join(f"{k}={v}" for k, v in found.best.items())
+        print(f"best: {point} -> {found.metric:.4f} ({len(found.measured)} measured runs)")
+        return 0
     if args.search:
         result = search_sweep(sweep, jobs=jobs, threads=threads, execute=execute)
         point = " ".join(f"{k}={v:g}" for k, v in result.best.items())
