@@ -78,7 +78,7 @@ def test_search_measures_sweep_runs_resumes_and_improves(tmp_path):
     initial_best = min(m for _, m in result.measured[:6])
     assert result.metric <= initial_best
     assert result.metric < 1.0  # near the bowl's bottom after two guided rounds
-    assert (tmp_path / "out" / "nars.jsonl").is_file()
+    assert (tmp_path / "out" / "nars-0.jsonl").is_file()
     n = len(calls)
     again = nars_sweep(sweep, execute=stub(calls), stream=open("/dev/null", "w"))
     assert len(calls) - n <= 2 * 3  # the initial samples come from the cache

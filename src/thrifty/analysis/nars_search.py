@@ -26,8 +26,9 @@ The ``nars:`` section of a sweep::
    (mutation and crossover from the measured best and fresh Sobol samples, scored by the
    predictor) and trains the ``per_round`` best-predicted candidates not yet measured.
 
-Every measured metric is appended to ``<sweep_dir>/nars.jsonl`` with its candidate, so a
-stopped search resumes where it was. The sweep's grid and runs are not used.
+Every measured metric is appended to ``<sweep_dir>/nars-<seed>.jsonl`` with its candidate, so
+a stopped search resumes where it was (and searches of other seeds keep their own budgets,
+though they share the trained runs of candidates they have in common). The sweep's grid and runs are not used.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ from thrifty.analysis.sweep import Sweep
 from thrifty.errors import UserError
 from thrifty.jsonl import read_jsonl
 
-CACHE = "nars.jsonl"
 KEYS = ("space", "metric", "initial", "rounds", "per_round", "proxies", "pretrain", "seed")
 
 
@@ -105,7 +105,7 @@ class Nars:
 
     def __init__(self, sweep: Sweep, spec: NarsSpec, execute: Callable, stream: IO) -> None:
         self.sweep, self.spec, self.execute, self.stream = sweep, spec, execute, stream
-        self.cache = sweep.sweep_dir / CACHE
+        self.cache = sweep.sweep_dir / f"nars-{spec.seed}.jsonl"
         self.measured: dict[str, tuple[Candidate, float]] = {}
         if self.cache.is_file():
             for row in read_jsonl(self.cache, repair=True):
