@@ -84,8 +84,6 @@ class PPOSettings:
 
 def model_config(settings: PPOSettings):
     """The network's ModelConfig: the cloned run's, or the ``model`` section of ``config``."""
-    from dataclasses import replace
-
     from thrifty.config import load_config
     from thrifty.runs import read_config, resolve_checkpoint
 
@@ -94,7 +92,7 @@ def model_config(settings: PPOSettings):
     model = load_config(settings.config, []).model
     if dict(model.stem).get("name") != "grid":
         raise UserError(f"{settings.config}: model.stem must be grid for MiniGrid observations")
-    return replace(model, stem=dict(model.stem))
+    return model
 
 
 def offline_ledger(settings: PPOSettings, start: dict | None) -> Ledger:
