@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SOURCE",
         help="a folder (.txt/.train/.dev/.test[.gz], recursive), a file, a .jsonl[.gz], "
         "or hf:OWNER/NAME[:CONFIG][@SPLIT]; for an image set: images:digits (scikit-learn's "
-        "handwritten digits), images:mosaic (2x2 mosaics of them, multi-label) or images:FOLDER "
+        "handwritten digits), images:mosaic (2x2 mosaics of them, multi-label), images:scenes "
+        "(procedural shapes with exact depth and segmentation maps) or images:FOLDER "
         "(class sub-folders, or a labels.csv); for image-caption pairs (objective clip): "
         "pairs:digits",
     )
@@ -114,6 +115,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PX",
         help="resize a folder's images to PX x PX (default: keep; all must match)",
     )
+    images.add_argument(
+        "--count", type=as_count, default=None, metavar="N", help="scenes to draw (default 3000)"
+    )
     images.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1: grey, 3: RGB")
     images.add_argument(
         "--skip-bad",
@@ -185,6 +189,7 @@ def run_images(args: argparse.Namespace) -> int:
         channels=args.channels,
         skip_bad=args.skip_bad,
         overwrite=args.overwrite,
+        count=args.count,
     )
     if not args.quiet:
         counts, shape = manifest["counts"], "x".join(map(str, manifest["image_shape"]))

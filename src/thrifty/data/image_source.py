@@ -2,9 +2,10 @@
 
 Item ``i`` is image ``i`` of the split with its label: ``batch`` gives ``images`` (B, C, H, W)
 float in [0, 1] and ``labels`` (B,), and ``targets`` (B, classes) multi-hot where the set has
-them (``mosaic``). The ledger's unit is images; one image fills the patch grid of the model's
-``patches`` stem, so ``item_tokens`` is that grid's size (it becomes ``data.seq_len``) and every
-position charges 1 / grid of an image.
+them (``mosaic``), and ``depth`` (B, 1, H, W) float in [0, 1] and ``segmentation`` (B, H, W)
+long class maps where the set has them (``scenes``). The ledger's unit is images; one image
+fills the patch grid of the model's ``patches`` stem, so ``item_tokens`` is that grid's size (it
+becomes ``data.seq_len``) and every position charges 1 / grid of an image.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class ImageSource:
         tensors = load_split(self.path, split)
         self.images, self.labels = tensors["images"], tensors["labels"]
         self.targets = tensors.get("targets")  # multi-hot (N, classes): multi-label sets
+        self.depth = tensors.get("depth")  # (N, 1, H, W) uint8: scenes
+        self.segmentation = tensors.get("segmentation")  # (N, H, W) uint8 classes: scenes
         self.tokens_per_image: int | None = None
 
     def num_items(self, seq_len: int) -> int:
@@ -46,6 +49,10 @@ class ImageSource:
         out = {"images": self.images[index].float() / 255.0, "labels": self.labels[index]}
         if self.targets is not None:
             out["targets"] = self.targets[index]
+        if self.depth is not None:
+            out["depth"] = self.depth[index].float() / 255.0
+        if self.segmentation is not None:
+            out["segmentation"] = self.segmentation[index].long()
         return out
 
     @property

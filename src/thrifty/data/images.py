@@ -14,6 +14,9 @@ Sources:
   under FOLDER with a ``labels.csv`` (``file,label``) beside them; resized to ``image_size``.
 - ``mosaic``: 2x2 mosaics of those digits, each with multi-hot ``targets`` (N, 10) uint8 in
   its split file too (``thrifty.data.mosaics``; each split composed from its own digits).
+- ``scenes``: ``count`` procedural RGB scenes of coloured shapes with exact ``depth``
+  (N, 1, H, W) and ``segmentation`` (N, H, W) uint8 maps in the split files too
+  (``thrifty.data.scenes``; synthetic).
 
 The splits are stratified by class and drawn from ``seed``. Safetensors, never pickles: a
 dataset from elsewhere can be opened safely.
@@ -163,6 +166,7 @@ def prepare_images(
     channels: int = 1,
     skip_bad: bool = False,
     overwrite: bool = False,
+    count: int | None = None,
 ) -> dict[str, Any]:
     """Write the prepared image set of ``source`` (``digits`` or a folder) to ``out``."""
     from safetensors.numpy import save_file
@@ -178,6 +182,9 @@ def prepare_images(
     if out.exists() and (out / MANIFEST_FILE).is_file() and not overwrite:
         raise UserError(f"{out}: a prepared dataset is already here; pass --overwrite")
     targets = None  # multi-hot (N, classes) where the source has several labels per image
+    extras: dict[str, np.ndarray] = {}  # per-image maps beside the images (scenes)
+    if count is not None and source.partition(":")[0] not in ("scenes",):
+        raise UserError(f"--count={count} is for images:scenes, not images:{source}")
     if source == "digits":
         images, labels, classes, row = load_digits_source()
     elif source == "mosaic":  # digits split first, then composed: thrifty.data.mosaics
@@ -185,6 +192,10 @@ def prepare_images(
 
         m = mosaic_source(valid_fraction, test_fraction, seed)
         images, labels, targets, classes, row = m.images, m.labels, m.targets, m.classes, m.source
+    elif source == "scenes":  # procedural, with exact depth and segmentation maps
+        from thrifty.data.scenes import scene_source
+
+        images, labels, classes, row, extras = scene_source(count, image_size, seed)
     else:
         images, labels, classes, row = load_folder_source(
             Path(source), image_size, channels, skip_bad
@@ -227,6 +238,7 @@ def prepare_images(
             tensors = {"images": np.ascontiguousarray(images[index]), "labels": labels[index]}
             if targets is not None:
                 tensors["targets"] = targets[index]
+            tensors.update({k: np.ascontiguousarray(v[index]) for k, v in extras.items()})
             save_file(tensors, str(tmp / f"{split}.safetensors"))
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

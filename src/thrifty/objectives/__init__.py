@@ -12,6 +12,7 @@ from thrifty.objectives import (  # noqa: F401
     masked_lm,
     mcl,
     meta_tokens,
+    multimae,
     replay,
     softcon,
 )
