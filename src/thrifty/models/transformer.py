@@ -13,7 +13,8 @@ and every block projection is made by ``make_linear`` (``model.linear``, per pro
 surgery; each member owns its init, parameter count and FLOPs.
 
 Attention is causal or bidirectional per forward call, so one set of weights serves causal LM,
-masked LM and GPT-BERT's hybrid (Charpentier & Samuel 2024).
+masked LM and GPT-BERT's hybrid (Charpentier & Samuel 2024). The ``patches`` stem's
+``merge`` key turns on ToMe token merging between blocks (``thrifty.models.merging``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from thrifty.data.tokenizer import BOS_ID
 from thrifty.models.attention.mha import MultiHeadAttention
 from thrifty.models.block import BLOCKS
 from thrifty.models.block.sequential import SequentialBlock
+from thrifty.models.merging import merge_rate, merged_blocks, merged_flops
 from thrifty.models.mlp.swiglu import SwiGLU
 from thrifty.models.norm import RMSNorm
 from thrifty.models.rope import apply_rope, rope_tables
@@ -96,6 +98,7 @@ class Transformer(nn.Module):
         causal: bool = True,
         padding: torch.Tensor | None = None,
         keep: torch.Tensor | None = None,
+        progress: float | None = None,
     ) -> torch.Tensor:
         """Hidden states (B, T, C) of ids (B, T), or of whatever input the stem reads (images
         (B, C, H, W) for ``patches``).
@@ -104,7 +107,8 @@ class Transformer(nn.Module):
         from every query. Padding must be on the right, so causal mode needs no mask: no real
         token attends to a later pad. ``keep`` (B, K) long: only the stem's tokens at these
         positions enter the blocks, each rotated by RoPE at its own position (MAE's visible
-        patches).
+        patches). ``progress``: training progress, for a progressive token-merge schedule
+        (None: outside training).
         """
         x = self.embed(ids)
         T = x.shape[1]
@@ -121,6 +125,9 @@ class Transformer(nn.Module):
             mask = padding[:, None, None, :]  # (B, 1, 1, T), True = may attend
         if self.cfg.document_attention:
             mask = document_mask(ids, causal, mask)
+        r = merge_rate(getattr(self.embed, "merge", None), progress)  # only the patches stem's
+        if r:
+            return self.norm(merged_blocks(self.blocks, x, cos, sin, causal, mask, r))
         for block in self.blocks:
             x = block(x, cos, sin, causal, mask, ids)
         return self.norm(x)
@@ -137,7 +144,12 @@ class Transformer(nn.Module):
         """Training FLOPs per token (forward + backward): 6·matmul weights + attention (PaLM).
 
         ``head_fraction``: share of positions the LM head runs on (masked objectives supervise
-        ~15% of them, and thrifty only projects those).
+        ~15% of them, and thrifty only projects those). With token merging the blocks are
+        counted on the shrinking sequence (``thrifty.models.merging.merged_flops``).
         """
-        blocks = sum(block.flops_per_token(seq_len) for block in self.blocks)
+        merge = getattr(self.embed, "merge", None)
+        if merge is not None and merge.r:
+            blocks = merged_flops(self.blocks, seq_len, merge, self.cfg.d_model)
+        else:
+            blocks = sum(block.flops_per_token(seq_len) for block in self.blocks)
         return blocks + self.embed.flops_per_token(head_fraction)

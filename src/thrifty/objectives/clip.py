@@ -139,7 +139,7 @@ class Clip(Objective):
                 f"objective.caption_len={self.cfg.caption_len} is below the "
                 f"{captions.shape[1]}-token captions of the data; raise it"
             )
-        image = self.owned.embed_image(mean_features(self.model, fields["images"]))
+        image = self.owned.embed_image(mean_features(self.model, fields["images"], batch.progress))
         return image, self.owned.embed_text(captions, fields["caption_padding"])
 
     def __call__(self, batch: Batch) -> Output:

@@ -115,7 +115,7 @@ class MaskedAutoencoder(Objective):
         B, N = images.shape[0], self.num_patches
         noise = self.random(batch, "mae").rand(N).to(images.device)  # (B, N)
         keep = noise.argsort(1)[:, : self.visible].sort(1).values
-        hidden = self.model(images, causal=False, keep=keep)
+        hidden = self.model(images, causal=False, keep=keep, progress=batch.progress)
         predicted = self.owned(hidden, keep).float()
         target = patchify(images, self.patch).float()
         if self.cfg.norm_pix:

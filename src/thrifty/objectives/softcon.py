@@ -123,8 +123,9 @@ class ContrastiveBase(Objective):
             nn.Linear(width, cfg.proj_hidden), nn.ReLU(), nn.Linear(cfg.proj_hidden, cfg.proj_dim)
         ).to(stem.position.device)
 
-    def project(self, views: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.owned(mean_features(self.model, views)).float(), dim=-1)
+    def project(self, views: torch.Tensor, progress: float | None = None) -> torch.Tensor:
+        features = mean_features(self.model, views, progress)
+        return F.normalize(self.owned(features).float(), dim=-1)
 
     def targets(self, batch: Batch) -> torch.Tensor | None:
         if self.label_weight == 0:
@@ -141,7 +142,8 @@ class ContrastiveBase(Objective):
         cfg = self.cfg
         views = augment(images, self.random(batch, "views"), cfg.shift, cfg.noise, cfg.contrast)
         target = self.targets(batch)
-        losses = contrastive_loss(self.project(views), cfg.temperature, target)  # (B,)
+        z = self.project(views, batch.progress)
+        losses = contrastive_loss(z, cfg.temperature, target)  # (B,)
         term, per_row = row_term(losses[:, None], batch.weights)
         loss = term.value
         return Output(loss, {"loss": loss.item()}, per_row.detach(), {"contrastive": term})

@@ -3,16 +3,19 @@ a learned position embedding per patch (the blocks' RoPE adds raster-order posit
 
 Features are read by pooling the hidden states (``mean_features``); there is no class token,
 so every position is a patch and ``keep`` subsets (MAE's visible patches) stay simple.
+``merge`` turns on ToMe token merging between the blocks (``thrifty.models.merging``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from thrifty.bounds import bounded
+from thrifty.errors import UserError
+from thrifty.models.merging import KEY, MergeConfig, check_rate
 from thrifty.models.stem.base import STEMS
 
 
@@ -33,6 +36,9 @@ class PatchStem(nn.Module):
         """Side of the (square) images (None: from the prepared image set)."""
         channels: int | None = bounded(None, ge=1)
         """Colour channels (None: from the prepared image set)."""
+        merge: MergeConfig = field(default_factory=MergeConfig)
+        """ToMe token merging between blocks: {r: tokens per merge, schedule: constant or
+        progressive} (r = 0: off)."""
 
     def __init__(self, cfg: Config, model) -> None:
         super().__init__()
@@ -43,6 +49,11 @@ class PatchStem(nn.Module):
         self.num_patches = (cfg.image_size // cfg.patch_size) ** 2
         self.proj = nn.Linear(self.patch_dim, model.d_model)
         self.position = nn.Parameter(torch.zeros(self.num_patches, model.d_model))
+        self.merge = cfg.merge  # read by Transformer.forward / flops_per_token
+        if cfg.merge.r:
+            check_rate(cfg.merge.r, self.num_patches, model.n_layers)
+            if model.attention["name"] == "meta":  # it and-s masks: no additive log(size)
+                raise UserError(f"{KEY} needs model.attention mha or moa, not meta")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.proj(patchify(images, self.patch)) + self.position
@@ -60,6 +71,8 @@ class PatchStem(nn.Module):
         return 6.0 * self.patch_dim * self.proj.out_features  # the projection; no LM head
 
 
-def mean_features(model, images: torch.Tensor) -> torch.Tensor:
-    """(B, C) image features: the final hidden states averaged over the patches."""
-    return model(images, causal=False).mean(1)
+def mean_features(model, images: torch.Tensor, progress: float | None = None) -> torch.Tensor:
+    """(B, C) image features: the final hidden states averaged over the patches. With token
+    merging each patch carries its merged token's state, so this is the size-weighted mean;
+    ``progress`` is training progress, for the progressive merge schedule."""
+    return model(images, causal=False, progress=progress).mean(1)
