@@ -63,6 +63,13 @@ def test_mask_ratio_that_hides_nothing_or_everything_is_refused():
         OBJECTIVES.build({"name": "mae", "mask_ratio": 0.99}, vit())
 
 
+def test_pixel_normalisation_of_one_pixel_patches_is_refused():
+    model = vit(patch_size=1)
+    with pytest.raises(UserError, match="objective.norm_pix=true needs patches"):
+        OBJECTIVES.build({"name": "mae"}, model)
+    OBJECTIVES.build({"name": "mae", "norm_pix": False}, model)
+
+
 def test_a_patch_size_that_does_not_tile_the_images_names_the_key(tmp_path):
     prepare_images("digits", tmp_path / "d")
     source = open_source(tmp_path / "d", "train")

@@ -100,6 +100,11 @@ class MaskedAutoencoder(Objective):
         stem = patch_stem(model)
         self.num_patches, self.patch = stem.num_patches, stem.patch
         self.visible = visible_count(self.num_patches, cfg.mask_ratio)
+        if cfg.norm_pix and stem.patch_dim == 1:  # one value has no spread to normalise by
+            raise UserError(
+                "objective.norm_pix=true needs patches of more than one value: raise "
+                "model.stem.patch_size or set objective.norm_pix=false"
+            )
         device = stem.position.device
         self.owned = PatchDecoder(
             model.cfg,
