@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         label_efficiency,
         length_eval,
         minigrid,
+        ppo_pixels,
         prepare,
         probe,
         recall_task,
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         bandit,
         darkroom,
         minigrid,
+        ppo_pixels,
     ):
         module.add_parser(sub)
     return parser

@@ -26,7 +26,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a folder (.txt/.train/.dev/.test[.gz], recursive), a file, a .jsonl[.gz], "
         "or hf:OWNER/NAME[:CONFIG][@SPLIT]; for an image set: images:digits (scikit-learn's "
         "handwritten digits), images:mosaic (2x2 mosaics of them, multi-label), images:scenes "
-        "(procedural shapes with exact depth and segmentation maps) or images:FOLDER "
+        "(procedural shapes with exact depth and segmentation maps), images:minigrid-frames[:ENV] "
+        "(rendered MiniGrid views, thrifty[rl]) or images:FOLDER "
         "(class sub-folders, or a labels.csv); for image-caption pairs (objective clip): "
         "pairs:digits",
     )

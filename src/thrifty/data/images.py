@@ -183,8 +183,8 @@ def prepare_images(
         raise UserError(f"{out}: a prepared dataset is already here; pass --overwrite")
     targets = None  # multi-hot (N, classes) where the source has several labels per image
     extras: dict[str, np.ndarray] = {}  # per-image maps beside the images (scenes)
-    if count is not None and source.partition(":")[0] not in ("scenes",):
-        raise UserError(f"--count={count} is for images:scenes, not images:{source}")
+    if count is not None and source.partition(":")[0] not in ("scenes", "minigrid-frames"):
+        raise UserError(f"--count={count} is for images:scenes or minigrid-frames, not {source}")
     if source == "digits":
         images, labels, classes, row = load_digits_source()
     elif source == "mosaic":  # digits split first, then composed: thrifty.data.mosaics
@@ -196,6 +196,10 @@ def prepare_images(
         from thrifty.data.scenes import scene_source
 
         images, labels, classes, row, extras = scene_source(count, image_size, seed)
+    elif source.partition(":")[0] == "minigrid-frames":  # MiniGrid renders: thrifty.rl.frames
+        from thrifty.rl.frames import frame_source
+
+        images, labels, classes, row = frame_source(source, count, image_size, seed)
     else:
         images, labels, classes, row = load_folder_source(
             Path(source), image_size, channels, skip_bad

@@ -14,6 +14,7 @@ from thrifty.objectives import (  # noqa: F401
     meta_tokens,
     multimae,
     replay,
+    slot_ae,
     softcon,
 )
 from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output

@@ -115,7 +115,9 @@ def offline_ledger(settings: PPOSettings, start: dict | None) -> Ledger:
     return Ledger(unit="transitions", budget_words=None, prepared_words={"train": 0, "valid": 0})
 
 
-def _callback(settings: PPOSettings, evaluate, rows: list[dict]):
+def evaluation_callback(settings, evaluate, rows: list[dict]):
+    """An SB3 callback that appends ``evaluate(env_steps)`` to ``rows`` every
+    ``settings.eval_every`` environment steps."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class Evaluate(BaseCallback):
@@ -210,7 +212,7 @@ def run_ppo(out: str | Path, settings: PPOSettings, *, overwrite: bool = False) 
 
     rows.append(evaluate(0))
     budget = (s.steps // s.rollout()) * s.rollout()
-    agent.learn(total_timesteps=budget, callback=_callback(s, evaluate, rows))
+    agent.learn(total_timesteps=budget, callback=evaluation_callback(s, evaluate, rows))
     if rows[-1]["env_steps"] != agent.num_timesteps:
         rows.append(evaluate(agent.num_timesteps))
     if concurrent is not None:
