@@ -99,7 +99,9 @@ def report(curves: dict, args: argparse.Namespace, seconds: float) -> str:
         saved = "—"
         if arm != "scratch":
             s = steps_saved(curves["scratch"], runs, args.target)
-            if s["determined"]:
+            if s["at_once"]:
+                saved = "met before any online step"
+            elif s["determined"]:
                 bound = "≥ " if s["lower_bound"] else ""
                 saved = f"{bound}{s['factor']:.1f}× ({s['ci95'][0]:.1f}–{s['ci95'][1]:.1f})"
             else:

@@ -7,7 +7,8 @@ target are read off by linear interpolation between the evaluations around the f
 at its budget: the factor against it is then a lower bound, and says so (and a method run that
 never reaches it leaves the factor undetermined). The factor is the
 ratio of the arms' mean steps; its interval is a percentile bootstrap over the seeds of each
-arm, resampled independently.
+arm, resampled independently. A method whose every run meets the target before its first
+online step has no factor (``at_once``): pretraining alone did the job.
 """
 
 from __future__ import annotations
@@ -43,14 +44,20 @@ def steps_saved(
     base = [steps_to_reach(c, target) for c in baseline]
     meth = [steps_to_reach(c, target) for c in method]
     b = np.array([s for s, _ in base])
-    m = np.maximum(np.array([s for s, _ in meth]), 1.0)  # "at once" counts as one step
-    rng = np.random.default_rng(seed)
-    draws = [rng.choice(b, len(b)).mean() / rng.choice(m, len(m)).mean() for _ in range(resamples)]
-    low, high = np.percentile(draws, [2.5, 97.5])
+    m = np.array([s for s, _ in meth])
+    factor, ci95 = None, None  # the method met the target before any online step: no ratio
+    if m.max() > 0:
+        rng = np.random.default_rng(seed)
+        draws = [
+            rng.choice(b, len(b)).mean() / max(rng.choice(m, len(m)).mean(), 1.0)
+            for _ in range(resamples)
+        ]
+        factor, ci95 = float(b.mean() / m.mean()), np.percentile(draws, [2.5, 97.5]).tolist()
     return {
         "target": target,
-        "factor": float(b.mean() / m.mean()),
-        "ci95": [float(low), float(high)],
+        "factor": factor,
+        "ci95": ci95,
+        "at_once": bool(m.max() == 0),
         "lower_bound": not all(r for _, r in base),
         "determined": all(r for _, r in meth),  # False: the method's own steps are censored
         "method_reached": sum(r for _, r in meth),
