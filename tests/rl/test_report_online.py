@@ -23,3 +23,15 @@ def test_report_shows_success_vs_environment_steps(tmp_path):
     markdown = (tmp_path / "report.md").read_text()
     assert (tmp_path / "report_files" / "online.png").is_file()
     assert "| bc | bc-init | 2,048 | 0.90 | 1.00 |" in markdown
+
+
+def test_report_shows_deployed_dpt_policies_beside_baselines(tmp_path):
+    run = tmp_path / "dpt"
+    (run / "eval").mkdir(parents=True)
+    online = {"dpt": {"mean": [0.3, 0.9, 1.2]}, "ucb": {"mean": [0.3, 1.0, 1.7]}}
+    (run / "eval" / "bandit.json").write_text(json.dumps({"online": online}))
+    out = build_report([run], tmp_path / "report.html")
+    assert "Decision-making: deployed DPT policies" in out["sections"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| ucb (dpt) | 1.70 |" in markdown and "| dpt | 1.20 |" in markdown
+    assert "zero-shot" not in markdown.lower()  # not mistaken for a BabyLM task

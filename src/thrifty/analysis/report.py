@@ -22,7 +22,7 @@ from thrifty import __version__
 from thrifty.analysis import report_plots as plots
 from thrifty.analysis.report_data import RunData, load_runs, sub_scores, zero_shot_score
 from thrifty.analysis.report_ledger import ledger_section
-from thrifty.analysis.report_online import online_section
+from thrifty.analysis.report_online import deployment_section, online_section
 from thrifty.analysis.report_probes import probes_section
 from thrifty.analysis.report_render import (
     CORRELATIONS,
@@ -197,6 +197,7 @@ def build_report(paths: list[str | Path], out: str | Path, title: str | None = N
         label_efficiency_section,
         probes_section,
         online_section,
+        deployment_section,
         _problems_section,
     )
     sections = [s for build in builders if (s := build(runs)) is not None]

@@ -23,6 +23,7 @@ from thrifty.jsonl import read_jsonl
 FINETUNE = "finetune_"
 LABEL_EFFICIENCY = "label_efficiency_"
 PROBE = "probe"
+DEPLOYMENTS = ("bandit", "darkroom")
 BACKENDS = ("causal", "mntp", "mlm")
 
 
@@ -42,6 +43,7 @@ class RunData:
     ledger: dict = field(default_factory=dict)
     online_rows: list[dict] = field(default_factory=list)  # curve.jsonl of a `thrifty ppo` run
     online_result: dict = field(default_factory=dict)  # its result.json
+    deployments: dict[str, dict] = field(default_factory=dict)  # bandit / darkroom -> result
     model: dict = field(default_factory=dict)  # params, flops_per_token, train_flops, step, ...
     problems: list[str] = field(default_factory=list)
 
@@ -55,6 +57,7 @@ class RunData:
             or self.probes
             or self.ledger
             or self.online_rows
+            or self.deployments
             or self.model
         )
 
@@ -107,6 +110,8 @@ def _read_evals(folder: Path, run: RunData) -> None:
             run.finetune[str(data.get("task") or stem.removeprefix(FINETUNE))] = data
         elif stem.startswith(PROBE):  # thrifty probe: an image encoder's frozen features
             run.probes[stem] = data
+        elif stem in DEPLOYMENTS:  # a DPT policy deployed: thrifty bandit-eval / darkroom-eval
+            run.deployments[stem] = data
         elif stem.startswith(LABEL_EFFICIENCY):
             task = str(data.get("task") or stem.removeprefix(LABEL_EFFICIENCY))
             run.label_efficiency[task] = data

@@ -1,6 +1,8 @@
-"""The report's section on online reinforcement learning (``thrifty ppo`` run folders): success
-rate and return on held-out levels vs environment steps, and each run's first and final
-evaluation, arm and budget."""
+"""The report's sections on decision-making: online reinforcement learning (``thrifty ppo``
+run folders: success rate and return on held-out levels vs environment steps, each run's
+first and final evaluation, arm and budget), and DPT policies deployed by ``thrifty
+bandit-eval`` (cumulative regret vs pulls) and ``darkroom-eval`` (return per episode), beside
+the baselines they were compared with."""
 
 from __future__ import annotations
 
@@ -46,4 +48,34 @@ def online_section(runs: list[RunData]) -> Section | None:
             ]
         )
     section.blocks.append(table)
+    return section
+
+
+DEPLOYMENT_AXES = {  # eval file -> (panel title, x label, x of the i-th value)
+    "bandit": ("cumulative regret (lower is better)", "pulls", lambda i: i + 1),
+    "darkroom": ("online return per episode", "episode", lambda i: i + 1),
+}
+
+
+def deployment_section(runs: list[RunData]) -> Section | None:
+    deployed = [r for r in runs if r.deployments]
+    if not deployed:
+        return None
+    section = Section(
+        "Decision-making: deployed DPT policies",
+        ["Online, on fresh tasks of the run's task family (mean over evaluation seeds)."],
+    )
+    for kind, (title, x_label, x_of) in DEPLOYMENT_AXES.items():
+        lines = {}
+        for r in deployed:
+            for name, curve in (r.deployments.get(kind, {}).get("online") or {}).items():
+                ys = curve.get("mean") or []
+                label = r.name if name == "dpt" else f"{name} ({r.name})"
+                lines[label] = ([x_of(i) for i in range(len(ys))], ys)
+        if lines:
+            png = plots.curves([(title, lines)], x_label, list(lines))
+            section.blocks.append(Image(f"deployed_{kind}", png, title))
+            table = Table(["policy", f"final {title.split(' (')[0]}"], [])
+            table.rows += [[label, f"{ys[-1]:.2f}"] for label, (_, ys) in lines.items() if ys]
+            section.blocks.append(table)
     return section
