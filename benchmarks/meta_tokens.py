@@ -65,8 +65,9 @@ def table(results: dict, key: str, lengths: list[int], digits: int) -> list[str]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, required=True, help="folder holding babylm/")
     ap.add_argument("--out", type=Path, default=Path("bench-runs/meta_tokens"))
     ap.add_argument("--seeds", default="0,1,2")

@@ -28,7 +28,8 @@ The ``nars:`` section of a sweep::
 
 Every measured metric is appended to ``<sweep_dir>/nars-<seed>.jsonl`` with its candidate, so
 a stopped search resumes where it was (and searches of other seeds keep their own budgets,
-though they share the trained runs of candidates they have in common). The sweep's grid and runs are not used.
+though they share the trained runs of candidates they have in common). The sweep's grid and
+runs are not used.
 """
 
 from __future__ import annotations
