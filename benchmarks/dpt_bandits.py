@@ -81,7 +81,7 @@ def report(result: dict, args: argparse.Namespace, seconds: float) -> str:
         lines += ["", f"{name} / Thompson final regret: {final[name] / final['thompson']:.2f}x; "
                   f"/ uniform: {final[name] / final['uniform']:.2f}x"]  # fmt: skip
     lines.append("")
-    sizes = list(result["offline"]["dpt"])
+    sizes = list(next(iter(result["offline"].values())))
     lines += ["Offline: accuracy (optimal arm chosen) from j uniformly random pulls", "",
               "| algorithm | " + " | ".join(f"j = {s}" for s in sizes) + " |",
               "|---|" + "---|" * len(sizes)]  # fmt: skip
