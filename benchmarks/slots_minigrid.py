@@ -96,7 +96,7 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=2048)
     p.add_argument("--eval-episodes", type=int, default=48)
     p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--section", type=Path, default=Path("/tmp/sections/slots.md"))
+    p.add_argument("--section", type=Path, default=None, help="also write the section here")
     args = p.parse_args()
     torch.set_num_threads(1)
     slots, ae, info = pretrain(args)
@@ -120,8 +120,9 @@ def main() -> None:
     (args.out / "curves.json").write_text(json.dumps(curves) + "\n")
     total = sum(info["seconds"].values()) + sum(seconds.values())  # measured, cached or not
     text = report(curves, seconds, info, args, total)
-    args.section.parent.mkdir(parents=True, exist_ok=True)
-    args.section.write_text(text + "\n")
+    if args.section is not None:
+        args.section.parent.mkdir(parents=True, exist_ok=True)
+        args.section.write_text(text + "\n")
     print(text)
 
 
