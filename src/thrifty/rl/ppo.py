@@ -1,22 +1,16 @@
 """Online PPO in MiniGrid (Stable-Baselines3) from scratch, from a behaviour-cloned policy, or
 with concurrent behaviour cloning — the three arms of Andres et al. 2023.
 
-``run_ppo`` trains for a budget of environment steps, evaluates the success rate on held-out
-levels (``thrifty.rl.success``) before the first step and every ``eval_every`` steps, and
-writes one run folder, atomically at the end: ``curve.jsonl`` (one row per evaluation),
-``result.json`` (settings and final numbers), ``policy.safetensors`` (the actor and critic,
-no pickles; SB3's own zip format pickles its settings) and ``ledger.json``.
-
-The budget is exact: PPO collects whole rollouts of ``n_steps × n_envs`` steps, so a run takes
-the most whole rollouts that fit in ``steps`` and never more. The ledger charges the online
-phase in environment steps and, in transitions, every offline transition any part of the
-policy read: the cloned run's own ledger (its demonstrations, their passes) plus what
-concurrent BC reads. A killed run leaves nothing behind; it starts again from the beginning.
+``run_ppo`` trains for a budget of environment steps and evaluates the success rate on
+held-out levels (``thrifty.rl.success``), writing the run folder of ``thrifty.rl.online``
+(the budget, the curve and the folder are shared with PPO on pixels). The ledger charges the
+online phase in environment steps and, in transitions, every offline transition any part of
+the policy read: the cloned run's own ledger (its demonstrations, their passes) plus what
+concurrent BC reads.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,20 +18,19 @@ from typing import Any
 
 import torch
 
-from thrifty.atomic import new_folder
-from thrifty.data.budget import LEDGER_FILE, Ledger
+from thrifty.data.budget import Ledger
 from thrifty.errors import UserError
-
-CURVE_FILE = "curve.jsonl"
-RESULT_FILE = "result.json"
+from thrifty.rl.online import (
+    OnlineSettings,
+    build_agent,
+    learn_with_curve,
+    refuse_finished,
+    write_run,
+)
 
 
 @dataclass(frozen=True)
-class PPOSettings:
-    env: str = "MiniGrid-DoorKey-5x5-v0"
-    steps: int = 50_000
-    """Environment-step budget of the online phase."""
-    seed: int = 0
+class PPOSettings(OnlineSettings):
     init: str | None = None
     """A ``bc`` run whose model and head start the actor (None: from scratch)."""
     config: str | None = None
@@ -46,40 +39,13 @@ class PPOSettings:
     """Demonstrations for concurrent behaviour cloning (None: plain PPO)."""
     bc_coef: float = 0.1
     bc_batch: int = 64
-    n_envs: int = 8
-    n_steps: int = 128
-    batch_size: int = 256
-    n_epochs: int = 4
-    lr: float = 2.5e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    max_grad_norm: float = 0.5
-    eval_every: int = 10_000
-    eval_episodes: int = 64
-    greedy: bool = False
-
-    def rollout(self) -> int:
-        return self.n_steps * self.n_envs
 
     def check(self) -> None:
         if self.init is None and self.config is None:
             raise UserError("pass --init RUN (a bc run) or --config CONFIG (the model to build)")
-        if self.steps < self.rollout():
-            raise UserError(
-                f"--steps={self.steps}: below one rollout of --n-steps x --n-envs = "
-                f"{self.rollout()} environment steps"
-            )
-        if self.rollout() % self.batch_size:
-            raise UserError(
-                f"--batch-size={self.batch_size} must divide a rollout of --n-steps x --n-envs "
-                f"= {self.rollout()} steps"
-            )
+        self.check_online()
         if self.bc_data is not None and not self.bc_coef > 0:
             raise UserError(f"--bc-coef={self.bc_coef}: concurrent BC needs a positive weight")
-        if self.eval_episodes < 1 or self.eval_every < 1:
-            raise UserError("--eval-every and --eval-episodes must be at least 1")
 
 
 def model_config(settings: PPOSettings):
@@ -115,29 +81,8 @@ def offline_ledger(settings: PPOSettings, start: dict | None) -> Ledger:
     return Ledger(unit="transitions", budget_words=None, prepared_words={"train": 0, "valid": 0})
 
 
-def evaluation_callback(settings, evaluate, rows: list[dict]):
-    """An SB3 callback that appends ``evaluate(env_steps)`` to ``rows`` every
-    ``settings.eval_every`` environment steps."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class Evaluate(BaseCallback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.next_eval = settings.eval_every
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next_eval:
-                rows.append(evaluate(self.num_timesteps))
-                self.next_eval += settings.eval_every
-            return True
-
-    return Evaluate()
-
-
 def run_ppo(out: str | Path, settings: PPOSettings, *, overwrite: bool = False) -> dict[str, Any]:
     """Train PPO as ``settings`` says and write the run folder ``out``; returns the result."""
-    from safetensors.torch import save_model
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     from thrifty.data.demo_source import load_split
@@ -153,29 +98,12 @@ def run_ppo(out: str | Path, settings: PPOSettings, *, overwrite: bool = False) 
 
     settings.check()
     out = Path(out)
-    if (out / RESULT_FILE).is_file() and not overwrite:
-        raise UserError(f"{out}: a finished PPO run is already here; pass --overwrite")
+    refuse_finished(out, overwrite)
     make_env(settings.env).close()  # an unknown id fails here, in one line
     s = settings
     torch.manual_seed(s.seed)
     envs = make_vec_env(lambda: make_env(s.env), n_envs=s.n_envs, seed=s.seed)
-    agent = PPO(
-        "MlpPolicy",
-        envs,
-        n_steps=s.n_steps,
-        batch_size=s.batch_size,
-        n_epochs=s.n_epochs,
-        learning_rate=s.lr,
-        gamma=s.gamma,
-        gae_lambda=s.gae_lambda,
-        clip_range=s.clip_range,
-        ent_coef=s.ent_coef,
-        max_grad_norm=s.max_grad_norm,
-        policy_kwargs=policy_kwargs(model_config(s), s.seed),
-        seed=s.seed,
-        device="cpu",
-        verbose=0,
-    )
+    agent = build_agent("MlpPolicy", envs, s, policy_kwargs(model_config(s), s.seed))
     start = load_cloned_policy(agent.policy, s.init) if s.init else None
     if start is None:
         init_fresh_actor_head(agent.policy)
@@ -195,26 +123,16 @@ def run_ppo(out: str | Path, settings: PPOSettings, *, overwrite: bool = False) 
         )
         agent.policy.optimizer = concurrent
 
-    rows: list[dict] = []
-    began = time.perf_counter()
-
-    def evaluate(env_steps: int) -> dict:
-        agent.policy.set_training_mode(False)
-        scores = success_rate(
+    def scores() -> dict:
+        return success_rate(
             lambda obs: action_logits(agent.policy, obs),
             s.env,
             s.eval_episodes,
             seed=s.seed,
             greedy=s.greedy,
         )
-        agent.policy.set_training_mode(True)
-        return {"env_steps": int(env_steps), **scores, "seconds": time.perf_counter() - began}
 
-    rows.append(evaluate(0))
-    budget = (s.steps // s.rollout()) * s.rollout()
-    agent.learn(total_timesteps=budget, callback=evaluation_callback(s, evaluate, rows))
-    if rows[-1]["env_steps"] != agent.num_timesteps:
-        rows.append(evaluate(agent.num_timesteps))
+    rows, began = learn_with_curve(agent, s, scores)
     if concurrent is not None:
         ledger.words_seen += concurrent.transitions_read
     ledger.env_steps = {"env": s.env, "budget": s.steps, "used": int(agent.num_timesteps)}
@@ -227,11 +145,7 @@ def run_ppo(out: str | Path, settings: PPOSettings, *, overwrite: bool = False) 
         "offline_transitions_read": ledger.words_seen,
         "seconds": time.perf_counter() - began,
     }
-    with new_folder(out) as tmp:
-        (tmp / CURVE_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
-        (tmp / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
-        save_model(agent.policy, str(tmp / "policy.safetensors"))  # the actor's alias once
-        ledger.save(tmp / LEDGER_FILE)
+    write_run(out, rows, result, agent, ledger)
     envs.close()
     return result
 

@@ -17,13 +17,21 @@ from thrifty.rl.demos import EVAL_LEVEL_BASE
 from thrifty.rl.observations import make_env
 
 
-@torch.no_grad()
 def success_rate(
     logits_of, env_id: str, episodes: int, *, seed: int = 0, greedy: bool = False
 ) -> dict[str, float]:
     """``{"success_rate", "mean_return", "mean_length"}`` of the policy whose action logits for
     flat observations (B, OBS_WIDTH) float are ``logits_of(obs)``, over ``episodes`` levels."""
-    envs = [make_env(env_id) for _ in range(episodes)]
+    return success_over(logits_of, lambda: make_env(env_id), episodes, seed=seed, greedy=greedy)
+
+
+@torch.no_grad()
+def success_over(
+    logits_of, make, episodes: int, *, seed: int = 0, greedy: bool = False
+) -> dict[str, float]:
+    """``success_rate`` for environments of any observation: ``make()`` builds one, and
+    ``logits_of`` reads a batch of its observations (frames for PPO on pixels)."""
+    envs = [make() for _ in range(episodes)]
     obs = np.stack([env.reset(seed=EVAL_LEVEL_BASE + i)[0] for i, env in enumerate(envs)])
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
     running = np.ones(episodes, dtype=bool)
