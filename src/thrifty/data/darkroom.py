@@ -31,7 +31,13 @@ import numpy as np
 import torch
 
 from thrifty.data.bandits import transition_features
-from thrifty.data.task_folder import SPLITS, check_counts, manifest_of, write_task_folder
+from thrifty.data.task_folder import (
+    SPLITS,
+    manifest_of,
+    split_generators,
+    task_counts,
+    write_task_folder,
+)
 from thrifty.errors import UserError
 
 ACTIONS = ("up", "down", "left", "right", "stay")
@@ -209,14 +215,11 @@ def prepare_darkroom(
     """Write ``tasks`` training and ``valid_tasks`` (default a tenth, at least 1) validation
     tasks of ``settings`` to the dataset folder ``out``; returns its manifest."""
     settings.check()
-    valid_tasks = max(1, tasks // 10) if valid_tasks is None else valid_tasks
-    counts = {"train": tasks, "valid": valid_tasks}
-    check_counts(Path(out), counts, overwrite)
+    counts = task_counts(out, tasks, valid_tasks, overwrite)
     pools = goal_pools(settings)
-    streams = np.random.SeedSequence(settings.seed).spawn(len(SPLITS))
     splits = {
-        split: generate(settings, counts[split], np.random.default_rng(stream), pools[split])
-        for split, stream in zip(SPLITS, streams, strict=True)
+        split: generate(settings, counts[split], rng, pools[split])
+        for split, rng in split_generators(settings.seed).items()
     }
     n = settings.context_len
     return write_task_folder(

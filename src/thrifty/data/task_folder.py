@@ -35,8 +35,13 @@ def digest(files: list[Path]) -> tuple[str, dict[str, str]]:
     return whole.hexdigest(), each
 
 
-def check_counts(out: Path, counts: dict[str, int], overwrite: bool) -> None:
-    """A UserError, before any work, for an empty split or an existing folder."""
+def task_counts(
+    out: str | Path, tasks: int, valid_tasks: int | None, overwrite: bool
+) -> dict[str, int]:
+    """Tasks per split (validation: a tenth of ``tasks`` by default, at least 1); a UserError,
+    before any work, for an empty split or an existing folder."""
+    valid_tasks = max(1, tasks // 10) if valid_tasks is None else valid_tasks
+    counts = {"train": tasks, "valid": valid_tasks}
     for split, option, noun in (
         ("train", "--tasks", "training"),
         ("valid", "--valid-tasks", "validation"),
@@ -45,6 +50,13 @@ def check_counts(out: Path, counts: dict[str, int], overwrite: bool) -> None:
             raise UserError(f"{option}={counts[split]}: generate at least 1 {noun} task")
     if (Path(out) / MANIFEST_FILE).is_file() and not overwrite:
         raise UserError(f"{out}: a prepared dataset is already here; pass --overwrite")
+    return counts
+
+
+def split_generators(seed: int) -> dict[str, np.random.Generator]:
+    """One independent generator per split, all from ``seed``."""
+    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
+    return {split: np.random.default_rng(s) for split, s in zip(SPLITS, streams, strict=True)}
 
 
 def write_task_folder(
