@@ -8,6 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from thrifty.cli.online_options import add_online_options, online_settings
+
 DEFAULT_ENV = "MiniGrid-DoorKey-5x5-v0"
 
 
@@ -46,16 +48,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--config", metavar="CONFIG", help="the model to build (without --init)")
     p.add_argument("--bc-data", metavar="DIR", help="demonstrations for concurrent BC")
     p.add_argument("--bc-coef", type=float, default=0.1, help="weight λ of concurrent BC")
-    p.add_argument("--seed", type=int, default=0, metavar="N")
-    p.add_argument("--n-envs", type=int, default=8, metavar="N")
-    p.add_argument("--n-steps", type=int, default=128, metavar="N", help="rollout per env")
-    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="PPO minibatch")
-    p.add_argument("--lr", type=float, default=2.5e-4)
-    p.add_argument("--ent-coef", type=float, default=0.01)
-    p.add_argument("--eval-every", type=int, default=10_000, metavar="N")
-    p.add_argument("--eval-episodes", type=int, default=64, metavar="N")
-    p.add_argument("--greedy", action="store_true", help="evaluate the argmax policy")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run")
+    add_online_options(p)
     p.set_defaults(func=run_ppo)
 
 
@@ -94,19 +87,11 @@ def run_ppo(args: argparse.Namespace) -> int:
     settings = PPOSettings(
         env=args.env,
         steps=args.steps,
-        seed=args.seed,
         init=args.init,
         config=args.config,
         bc_data=args.bc_data,
         bc_coef=args.bc_coef,
-        n_envs=args.n_envs,
-        n_steps=args.n_steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        ent_coef=args.ent_coef,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        greedy=args.greedy,
+        **online_settings(args),
     )
     result = run_ppo(args.out, settings, overwrite=args.overwrite)
     first, final = result["first"], result["final"]

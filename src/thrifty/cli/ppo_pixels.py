@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from thrifty.cli.online_options import add_online_options, online_settings
 from thrifty.rl.frames import DEFAULT_ENV
 
 
@@ -31,17 +32,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--image-size", type=int, default=None, metavar="PX",
                    help="frame side (default: the encoder's; 28 for cnn)")  # fmt: skip
     p.add_argument("--steps", type=int, default=20_000, metavar="N", help="environment steps")
-    p.add_argument("--seed", type=int, default=0, metavar="N")
-    p.add_argument("--n-envs", type=int, default=8, metavar="N")
-    p.add_argument("--n-steps", type=int, default=128, metavar="N", help="rollout per env")
-    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="PPO minibatch")
-    p.add_argument("--n-epochs", type=int, default=4, metavar="N")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--ent-coef", type=float, default=0.01)
-    p.add_argument("--eval-every", type=int, default=5_000, metavar="N")
-    p.add_argument("--eval-episodes", type=int, default=64, metavar="N")
-    p.add_argument("--greedy", action="store_true", help="evaluate the argmax policy")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run")
+    add_online_options(p, lr=3e-4, eval_every=5_000)  # PixelPPOSettings' defaults
     p.set_defaults(func=run_ppo_pixels)
 
     a = subparsers.add_parser(
@@ -72,16 +63,7 @@ def run_ppo_pixels(args: argparse.Namespace) -> int:
         env=args.env,
         image_size=args.image_size,
         steps=args.steps,
-        seed=args.seed,
-        n_envs=args.n_envs,
-        n_steps=args.n_steps,
-        batch_size=args.batch_size,
-        n_epochs=args.n_epochs,
-        lr=args.lr,
-        ent_coef=args.ent_coef,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        greedy=args.greedy,
+        **online_settings(args),
     )
     result = run_pixel_ppo(args.out, settings, overwrite=args.overwrite)
     first, final = result["first"], result["final"]
