@@ -154,6 +154,29 @@ def stratified_splits(
     return {s: rng.permutation(np.concatenate(p)) for s, p in parts.items()}
 
 
+def check_fractions(valid_fraction: float, test_fraction: float, noun: str) -> None:
+    """A UserError for split fractions that leave no ``noun`` to train on."""
+    for name, value in (("--valid-fraction", valid_fraction), ("--test-fraction", test_fraction)):
+        if not 0 <= value < 1:
+            raise UserError(f"{name}={value}: must be in [0, 1)")
+    if valid_fraction + test_fraction >= 1:
+        raise UserError(f"--valid-fraction + --test-fraction must leave {noun} to train on")
+
+
+def keep_budget(splits: dict[str, np.ndarray], budget: int | None, noun: str) -> None:
+    """Cut ``splits["train"]`` to what a budget allows: it covers the valid items and a seeded
+    share of the training ones (the splits are already shuffled)."""
+    if budget is None:
+        return
+    keep = budget - len(splits["valid"])
+    if keep < 1:
+        raise UserError(
+            f"--budget-images={budget}: must exceed the {len(splits['valid'])} "
+            f"validation {noun} it includes"
+        )
+    splits["train"] = splits["train"][:keep]
+
+
 def prepare_images(
     source: str,
     out: str | Path,
@@ -172,11 +195,7 @@ def prepare_images(
     from safetensors.numpy import save_file
 
     out = Path(out)
-    for name, value in (("--valid-fraction", valid_fraction), ("--test-fraction", test_fraction)):
-        if not 0 <= value < 1:
-            raise UserError(f"{name}={value}: must be in [0, 1)")
-    if valid_fraction + test_fraction >= 1:
-        raise UserError("--valid-fraction + --test-fraction must leave images to train on")
+    check_fractions(valid_fraction, test_fraction, "images")
     if channels not in (1, 3):
         raise UserError(f"--channels={channels}: must be 1 (grey) or 3 (RGB)")
     if out.exists() and (out / MANIFEST_FILE).is_file() and not overwrite:
@@ -208,14 +227,7 @@ def prepare_images(
         splits = stratified_splits(labels, valid_fraction, test_fraction, seed)
     else:
         splits = m.splits
-    if budget_images is not None:  # what the model may read: valid images and a seeded share
-        keep = budget_images - len(splits["valid"])  # of the training images
-        if keep < 1:
-            raise UserError(
-                f"--budget-images={budget_images}: must exceed the {len(splits['valid'])} "
-                "validation images it includes"
-            )
-        splits["train"] = splits["train"][:keep]
+    keep_budget(splits, budget_images, "images")
     counts = {s: int(len(i)) for s, i in splits.items()}
     if counts["train"] == 0 or counts["valid"] == 0:
         raise UserError(f"{source}: too few images for train and valid splits ({counts})")

@@ -29,7 +29,13 @@ import torch
 
 from thrifty.atomic import new_folder
 from thrifty.data.budget import Ledger
-from thrifty.data.images import IMAGE_MAX_EPOCHS, load_digits_source, stratified_splits
+from thrifty.data.images import (
+    IMAGE_MAX_EPOCHS,
+    check_fractions,
+    keep_budget,
+    load_digits_source,
+    stratified_splits,
+)
 from thrifty.data.provenance import trained_record
 from thrifty.data.tokenizer import EOS_ID, PAD_ID, SPECIAL_TOKENS, check_special_tokens
 from thrifty.data.tokens import FORMAT, MANIFEST_FILE
@@ -96,23 +102,12 @@ def prepare_pairs(
     out = Path(out)
     if source != "digits":
         raise UserError(f"pairs:{source}: unknown pairs source; known: pairs:digits")
-    for name, value in (("--valid-fraction", valid_fraction), ("--test-fraction", test_fraction)):
-        if not 0 <= value < 1:
-            raise UserError(f"{name}={value}: must be in [0, 1)")
-    if valid_fraction + test_fraction >= 1:
-        raise UserError("--valid-fraction + --test-fraction must leave pairs to train on")
+    check_fractions(valid_fraction, test_fraction, "pairs")
     if out.exists() and (out / MANIFEST_FILE).is_file() and not overwrite:
         raise UserError(f"{out}: a prepared dataset is already here; pass --overwrite")
     images, labels, classes, row = load_digits_source()
     splits = stratified_splits(labels, valid_fraction, test_fraction, seed)  # as images:digits
-    if budget_pairs is not None:  # the valid pairs and a seeded share of the training pairs
-        keep = budget_pairs - len(splits["valid"])
-        if keep < 1:
-            raise UserError(
-                f"--budget-images={budget_pairs}: must exceed the {len(splits['valid'])} "
-                "validation pairs it includes"
-            )
-        splits["train"] = splits["train"][:keep]
+    keep_budget(splits, budget_pairs, "pairs")
     # a stream of its own, so the splits stay those of images:digits with the same seed
     template = np.random.default_rng([seed, 1]).integers(0, len(TEMPLATES), len(labels))
     texts = [caption(TEMPLATES[t], int(y), classes) for t, y in zip(template, labels)]
