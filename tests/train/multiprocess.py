@@ -15,8 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def torchrun(nproc: int, *overrides: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    """``thrifty train configs/nano.yaml OVERRIDES`` on ``nproc`` CPU processes."""
+def torchrun(
+    nproc: int, *overrides: str, timeout: float = 240, config: str = "nano.yaml"
+) -> subprocess.CompletedProcess:
+    """``thrifty train configs/CONFIG OVERRIDES`` on ``nproc`` CPU processes."""
     cmd = [
         sys.executable,
         "-m",
@@ -25,7 +27,7 @@ def torchrun(nproc: int, *overrides: str, timeout: float = 240) -> subprocess.Co
         f"--nproc_per_node={nproc}",
         str(Path(__file__).resolve()),
         "train",
-        str(ROOT / "configs" / "nano.yaml"),
+        str(ROOT / "configs" / config),
         *overrides,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}

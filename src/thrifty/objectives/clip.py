@@ -10,10 +10,12 @@ normalisation the logits are ``exp(t) · I_e T_eᵀ`` (N x N), ``t`` learnable, 
 log(1 / ``init_temperature``) and clipped so that exp(t) <= ``max_logit_scale`` (100 in the
 paper). The loss of pair i is ½ [CE(row i, i) + CE(column i, i)]: the symmetric InfoNCE.
 
-The negatives are the micro-batch's other pairs (no features are gathered across ranks), and
-captions that repeat in a batch (digits' captions do) are counted as negatives as CLIP counts
-them. The text tower's vocabulary is ``model.vocab_size``, which the ``pairs`` data source
-sets from its caption tokenizer.
+The negatives are the global micro-batch's other pairs: under torchrun each rank gathers every
+rank's embeddings (``thrifty.objectives.cross_rank``, differentiable) and scores its own pairs
+against all of them, so a 2-process step equals the 1-process step. Captions that repeat in a
+batch (digits' captions do) are counted as negatives as CLIP counts them. The text tower's
+vocabulary is ``model.vocab_size``, which the ``pairs`` data source sets from its caption
+tokenizer.
 """
 
 from __future__ import annotations
@@ -30,17 +32,21 @@ from thrifty.config import ModelConfig
 from thrifty.errors import UserError
 from thrifty.models.stem.patches import mean_features
 from thrifty.models.transformer import Transformer
+from thrifty.objectives import cross_rank
 from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, row_term
 from thrifty.objectives.mae import patch_stem
 
 
-def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """(N,) symmetric InfoNCE per pair from (N, D) normalised image and text embeddings."""
-    logits = logit_scale * image @ text.T  # (N, N): image i against text j
-    target = torch.arange(len(image), device=image.device)
-    rows = F.cross_entropy(logits, target, reduction="none")  # image -> text
-    columns = F.cross_entropy(logits.T, target, reduction="none")  # text -> image
-    return 0.5 * (rows + columns)
+def clip_loss(
+    image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, rows=None
+) -> torch.Tensor:
+    """Symmetric InfoNCE per pair from (N, D) normalised image and text embeddings, for the
+    pairs at ``rows`` (default: all N): pair i's image against every text and its text
+    against every image."""
+    rows = torch.arange(len(image), device=image.device) if rows is None else rows
+    to_text = F.cross_entropy(logit_scale * image[rows] @ text.T, rows, reduction="none")
+    to_image = F.cross_entropy(logit_scale * text[rows] @ image.T, rows, reduction="none")
+    return 0.5 * (to_text + to_image)
 
 
 class ClipHeads(nn.Module):
@@ -145,7 +151,10 @@ class Clip(Objective):
     def __call__(self, batch: Batch) -> Output:
         image, text = self.embeddings(batch)
         scale = self.owned.scale()
-        losses = clip_loss(image, text, scale)  # (B,)
+        all_image, first = cross_rank.gather(image)
+        all_text, _ = cross_rank.gather(text)
+        rows = torch.arange(first, first + len(image), device=image.device)
+        losses = clip_loss(all_image, all_text, scale, rows)  # (B,): this rank's pairs
         term, per_row = row_term(losses[:, None], batch.weights)
         loss = term.value
         metrics = {"loss": loss.item(), "logit_scale": scale.item()}

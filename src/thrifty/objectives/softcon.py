@@ -17,8 +17,10 @@ the cross-entropy of q_v against p_v, averaged over the two views of each image.
 disjoint one-hot label sets only the partner has s > 0, so SoftCon equals SimCLR's InfoNCE
 exactly; ``simclr`` is the same member with ``label_weight`` = 0 (it needs no labels).
 
-The negatives are the other images of the micro-batch: a micro-batch split over ranks sees
-only its own rows (the loop gathers no features), as SimCLR without cross-replica gathering.
+The negatives are the other images of the global micro-batch: under torchrun each rank gathers
+every rank's projections and label sets (``thrifty.objectives.cross_rank``, differentiable)
+and scores its own images against all of them, SimCLR's cross-replica gathering, so a
+2-process step equals the 1-process step.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import nn
 from thrifty.bounds import bounded
 from thrifty.errors import UserError
 from thrifty.models.stem.patches import mean_features
+from thrifty.objectives import cross_rank
 from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, row_term
 from thrifty.objectives.mae import patch_stem
 
@@ -60,20 +63,25 @@ def soft_targets(targets: torch.Tensor, label_weight: float) -> torch.Tensor:
 
 
 def contrastive_loss(
-    z: torch.Tensor, temperature: float, target: torch.Tensor | None
+    z: torch.Tensor, temperature: float, target: torch.Tensor | None, images=None
 ) -> torch.Tensor:
-    """(B,) loss per image from (2B, D) normalised projections: the cross-entropy of each view's
-    softmax over the other views against ``target`` (None: SimCLR's partner view), averaged
-    over the image's two views."""
+    """Loss per image from (2B, D) normalised projections (views 0..B-1 first, then their
+    partners), for the images at ``images`` (default: all B): the cross-entropy of each of the
+    image's views' softmax over the other views against ``target`` (None: SimCLR's partner
+    view), averaged over its two views."""
     n = len(z)
-    logits = (z @ z.T) / temperature
-    logits = logits.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf"))
+    images = torch.arange(n // 2, device=z.device) if images is None else images
+    anchors = torch.cat([images, images + n // 2])
+    logits = (z[anchors] @ z.T) / temperature
+    own = torch.arange(len(anchors), device=z.device)
+    logits[own, anchors] = float("-inf")  # a view is not its own candidate
     log_q = logits.log_softmax(1)
     if target is None:
-        per_view = -log_q[torch.arange(n), torch.arange(n).roll(n // 2)]
+        per_view = -log_q[own, (anchors + n // 2) % n]
     else:
-        per_view = -(target.to(log_q) * log_q.masked_fill(target == 0, 0.0)).sum(1)
-    return per_view.view(2, n // 2).mean(0)
+        t = target[anchors].to(log_q)
+        per_view = -(t * log_q.masked_fill(t == 0, 0.0)).sum(1)
+    return per_view.view(2, -1).mean(0)
 
 
 def augment(images: torch.Tensor, random, shift: int, noise: float, contrast: float):
@@ -128,6 +136,7 @@ class ContrastiveBase(Objective):
         return F.normalize(self.owned(features).float(), dim=-1)
 
     def targets(self, batch: Batch) -> torch.Tensor | None:
+        """(2N, 2N) soft targets over the global micro-batch's views (None: SimCLR's)."""
         if self.label_weight == 0:
             return None
         if "targets" not in batch.inputs:
@@ -135,7 +144,8 @@ class ContrastiveBase(Objective):
                 f"objective.label_weight={self.label_weight} needs multi-hot targets: prepare "
                 "images:mosaic, or use objective.name=simclr"
             )
-        return soft_targets(batch.inputs["targets"], self.label_weight)
+        every, _ = cross_rank.gather(batch.inputs["targets"])
+        return soft_targets(every, self.label_weight)
 
     def __call__(self, batch: Batch) -> Output:
         images = batch.inputs["images"]
@@ -143,7 +153,11 @@ class ContrastiveBase(Objective):
         views = augment(images, self.random(batch, "views"), cfg.shift, cfg.noise, cfg.contrast)
         target = self.targets(batch)
         z = self.project(views, batch.progress)
-        losses = contrastive_loss(z, cfg.temperature, target)  # (B,)
+        B = len(images)
+        first_views, first = cross_rank.gather(z[:B])  # every rank's, in the one-process order
+        partners, _ = cross_rank.gather(z[B:])
+        mine = torch.arange(first, first + B, device=z.device)
+        losses = contrastive_loss(torch.cat([first_views, partners]), cfg.temperature, target, mine)
         term, per_row = row_term(losses[:, None], batch.weights)
         loss = term.value
         return Output(loss, {"loss": loss.item()}, per_row.detach(), {"contrastive": term})

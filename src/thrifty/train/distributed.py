@@ -94,6 +94,39 @@ def all_gather_rows(t: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     return torch.cat([part[:k] for part, k in zip(parts, sizes, strict=True)]), sizes
 
 
+class _GatherRows(torch.autograd.Function):
+    """All ranks' rows, differentiable: the backward pass sums every rank's gradient for the
+    gathered tensor and keeps this rank's rows. Written here rather than taken from
+    ``torch.distributed.nn.functional.all_gather`` because gloo has no reduce-scatter (that
+    version emulates it with all-to-all per tensor); one all-reduce works on every backend."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor, sizes: list[int], rank: int) -> torch.Tensor:
+        ctx.sizes, ctx.rank = sizes, rank
+        padded = t.new_zeros((max(sizes), *t.shape[1:]))
+        padded[: len(t)] = t
+        parts = all_gather(padded).split(max(sizes))
+        return torch.cat([part[:k] for part, k in zip(parts, sizes, strict=True)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None, None
+
+
+def gather_rows_with_grad(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every rank's rows of ``t`` in rank order, with gradients flowing back to each rank's own
+    rows, and where this rank's rows start: what a contrastive loss needs to compare its rows
+    with the whole global batch (``thrifty.objectives.cross_rank``)."""
+    rank, n = world()
+    if n == 1:
+        return t, 0
+    sizes = all_gather(torch.tensor([len(t)], device=t.device)).tolist()
+    return _GatherRows.apply(t, sizes, rank), sum(sizes[:rank])
+
+
 def all_sum(t: torch.Tensor) -> torch.Tensor:
     """Elementwise sum of ``t`` over ranks (a new tensor; ``t`` itself on one process)."""
     if world()[1] == 1:

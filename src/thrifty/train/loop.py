@@ -25,7 +25,7 @@ from thrifty.errors import UserError
 from thrifty.eval.pathways import moe_layers, pathway_metrics
 from thrifty.model_kind import TEXT_KINDS
 from thrifty.models import aux
-from thrifty.objectives import OBJECTIVES, Batch
+from thrifty.objectives import OBJECTIVES, Batch, cross_rank
 from thrifty.objectives.randomness import stream_seed
 from thrifty.objectives.reweighting import Reweighting
 from thrifty.runs import latest_checkpoint
@@ -298,7 +298,8 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
                 global_rows=B * world,
                 first_sample=samples_before(phases, step, tc.grad_accum, world) + micro * B * world,
             )
-            with autocast():
+            # contrastive objectives compare their rows with every rank's (cross_rank)
+            with autocast(), cross_rank.across_ranks(distributed.gather_rows_with_grad):
                 if reweight is not None:  # weights from the batch's own losses
                     reweight.prepare(objective, batch)
                 with aux.collect(all_sum=distributed.all_sum) as emitted:  # e.g. load balance
