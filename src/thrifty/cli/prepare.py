@@ -27,7 +27,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "or hf:OWNER/NAME[:CONFIG][@SPLIT]; for an image set: images:digits (scikit-learn's "
         "handwritten digits), images:mosaic (2x2 mosaics of them, multi-label), images:scenes "
         "(procedural shapes with exact depth and segmentation maps), images:minigrid-frames[:ENV] "
-        "(rendered MiniGrid views, thrifty[rl]) or images:FOLDER "
+        "(rendered MiniGrid views, thrifty[rl]), images:hf:OWNER/NAME[:CONFIG][@SPLIT] (a "
+        "Hub dataset's image and label columns, re-split; thrifty[hf]) or images:FOLDER "
         "(class sub-folders, or a labels.csv); for image-caption pairs (objective clip): "
         "pairs:digits",
     )
@@ -121,6 +122,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     images.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1: grey, 3: RGB")
     images.add_argument(
+        "--image-column",
+        default=None,
+        metavar="NAME",
+        help="images:hf: column holding the images (default: the first datasets.Image one)",
+    )
+    images.add_argument(
+        "--label-column",
+        default=None,
+        metavar="NAME",
+        help="images:hf: column holding the labels (default: the first ClassLabel one)",
+    )
+    images.add_argument(
         "--skip-bad",
         action="store_true",
         help="skip unreadable images (with a count) instead of stopping",
@@ -191,6 +204,8 @@ def run_images(args: argparse.Namespace) -> int:
         skip_bad=args.skip_bad,
         overwrite=args.overwrite,
         count=args.count,
+        image_column=args.image_column,
+        label_column=args.label_column,
     )
     if not args.quiet:
         counts, shape = manifest["counts"], "x".join(map(str, manifest["image_shape"]))

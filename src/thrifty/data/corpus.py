@@ -129,7 +129,7 @@ def resolve_source(spec: str | Path, text_field: str = "text") -> list[Source]:
 
         return [Source(str(p), "code") for p in python_paths(corpus_root(spec[3:]))]
     if spec.startswith("hf:"):
-        _parse_hf(spec)  # fail on a malformed spec before any download
+        parse_hf_spec(spec)  # fail on a malformed spec before any download
         return [Source(spec, "hf", text_field)]
     path = Path(spec)
     if not path.exists():
@@ -282,7 +282,7 @@ def _field_text(record: Any, field: str, where: str) -> str:
     return text
 
 
-def _parse_hf(spec: str) -> tuple[str, str | None, str]:
+def parse_hf_spec(spec: str) -> tuple[str, str | None, str]:
     """'hf:OWNER/NAME[:CONFIG][@SPLIT]' -> (name, config, split)."""
     rest, _, split = spec[3:].partition("@")
     name, _, config = rest.partition(":")
@@ -292,7 +292,7 @@ def _parse_hf(spec: str) -> tuple[str, str | None, str]:
 
 
 def _hf_records(spec: str, field: str) -> Iterator[tuple[int, str]]:
-    name, config, split = _parse_hf(spec)
+    name, config, split = parse_hf_spec(spec)
     try:
         import datasets  # optional: only hub sources need it
     except ImportError:

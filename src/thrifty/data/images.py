@@ -12,6 +12,8 @@ Sources:
   (``sklearn.datasets.load_digits``, 17 grey levels, scaled to 0..255);
 - ``FOLDER``: images (PNG / JPEG, read with Pillow) in one sub-folder per class, or anywhere
   under FOLDER with a ``labels.csv`` (``file,label``) beside them; resized to ``image_size``.
+- ``hf:OWNER/NAME[:CONFIG][@SPLIT]``: a Hugging Face dataset's image and label columns,
+  converted like a folder's images (``thrifty.data.hub_images``; thrifty[hf]).
 - ``mosaic``: 2x2 mosaics of those digits, each with multi-hot ``targets`` (N, 10) uint8 in
   its split file too (``thrifty.data.mosaics``; each split composed from its own digits).
 - ``scenes``: ``count`` procedural RGB scenes of coloured shapes with exact ``depth``
@@ -68,7 +70,7 @@ def load_folder_source(
     folder: Path, image_size: int | None, channels: int, skip_bad: bool
 ) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
     """The images under ``folder`` with labels from sub-folders or ``labels.csv``."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder of images")
@@ -83,15 +85,10 @@ def load_folder_source(
         ]
     if not entries:
         raise UserError(f"{folder}: no images in class sub-folders and no labels.csv")
-    mode = {1: "L", 3: "RGB"}[channels]
     digest, pixels, names, bad = hashlib.sha256(), [], [], 0
     for file, label in entries:
         try:
-            with Image.open(file) as img:
-                img = img.convert(mode)
-                if image_size is not None:
-                    img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
+            array = decode_image(file, channels, image_size)
         except (OSError, UnidentifiedImageError) as e:
             if not skip_bad:
                 raise UserError(
@@ -111,8 +108,7 @@ def load_folder_source(
         print(f"warning: skipped {bad} unreadable images under {folder}", file=sys.stderr)
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
-    images = np.stack(pixels)
-    images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    images = stack_images(pixels)
     labels = np.array([index[n] for n in names], dtype=np.int64)
     source = {
         "path": str(folder),
@@ -121,6 +117,24 @@ def load_folder_source(
         "words_used": len(images),
     }
     return images, labels, classes, source
+
+
+def decode_image(file: Any, channels: int, image_size: int | None) -> np.ndarray:
+    """(H, W) or (H, W, 3) uint8 pixels of an image file or buffer, read with Pillow: converted
+    to grey or RGB and, with ``image_size``, resized bilinearly to a square of that side."""
+    from PIL import Image
+
+    with Image.open(file) as img:
+        img = img.convert({1: "L", 3: "RGB"}[channels])
+        if image_size is not None:
+            img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def stack_images(pixels: list[np.ndarray]) -> np.ndarray:
+    """(N, C, H, W) of equally sized (H, W) or (H, W, 3) arrays."""
+    images = np.stack(pixels)
+    return images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
 
 
 def _labels_csv(file: Path) -> list[tuple[Path, str]]:
@@ -190,8 +204,11 @@ def prepare_images(
     skip_bad: bool = False,
     overwrite: bool = False,
     count: int | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
 ) -> dict[str, Any]:
-    """Write the prepared image set of ``source`` (``digits`` or a folder) to ``out``."""
+    """Write the prepared image set of ``source`` (``digits``, ``hf:...``, a folder, ...) to
+    ``out``; ``image_column`` / ``label_column`` pick a Hub dataset's columns."""
     from safetensors.numpy import save_file
 
     out = Path(out)
@@ -204,6 +221,8 @@ def prepare_images(
     extras: dict[str, np.ndarray] = {}  # per-image maps beside the images (scenes)
     if count is not None and source.partition(":")[0] not in ("scenes", "minigrid-frames"):
         raise UserError(f"--count={count} is for images:scenes or minigrid-frames, not {source}")
+    if (image_column or label_column) and not source.startswith("hf:"):
+        raise UserError(f"--image-column / --label-column are for images:hf: sources, not {source}")
     if source == "digits":
         images, labels, classes, row = load_digits_source()
     elif source == "mosaic":  # digits split first, then composed: thrifty.data.mosaics
@@ -219,6 +238,12 @@ def prepare_images(
         from thrifty.rl.frames import frame_source
 
         images, labels, classes, row = frame_source(source, count, image_size, seed)
+    elif source.startswith("hf:"):  # a Hugging Face dataset: thrifty.data.hub_images
+        from thrifty.data.hub_images import load_hub_source
+
+        images, labels, classes, row = load_hub_source(
+            source, image_size, channels, skip_bad, image_column, label_column
+        )
     else:
         images, labels, classes, row = load_folder_source(
             Path(source), image_size, channels, skip_bad
