@@ -23,7 +23,7 @@ from thrifty.analysis import report_plots as plots
 from thrifty.analysis.report_data import RunData, load_runs, sub_scores, zero_shot_score
 from thrifty.analysis.report_ledger import ledger_section
 from thrifty.analysis.report_online import deployment_section, online_section
-from thrifty.analysis.report_probes import probes_section
+from thrifty.analysis.report_probes import image_finetune_section, probes_section
 from thrifty.analysis.report_render import (
     CORRELATIONS,
     DASH,
@@ -196,6 +196,7 @@ def build_report(paths: list[str | Path], out: str | Path, title: str | None = N
         finetune_section,
         label_efficiency_section,
         probes_section,
+        image_finetune_section,
         online_section,
         deployment_section,
         _problems_section,

@@ -23,6 +23,7 @@ from thrifty.jsonl import read_jsonl
 FINETUNE = "finetune_"
 LABEL_EFFICIENCY = "label_efficiency_"
 PROBE = "probe"
+IMAGE_FINETUNE = "finetune_images"  # thrifty probe --finetune, not a text task's finetune_
 DEPLOYMENTS = ("bandit", "darkroom")
 BACKENDS = ("causal", "mntp", "mlm")
 
@@ -40,6 +41,7 @@ class RunData:
     finetune: dict[str, dict] = field(default_factory=dict)  # task -> result
     label_efficiency: dict[str, dict] = field(default_factory=dict)  # task -> result
     probes: dict[str, dict] = field(default_factory=dict)  # probe[_multilabel] -> result
+    image_finetune: dict = field(default_factory=dict)  # image encoders fine-tuned on N labels
     ledger: dict = field(default_factory=dict)
     online_rows: list[dict] = field(default_factory=list)  # curve.jsonl of a `thrifty ppo` run
     online_result: dict = field(default_factory=dict)  # its result.json
@@ -55,6 +57,7 @@ class RunData:
             or self.finetune
             or self.label_efficiency
             or self.probes
+            or self.image_finetune
             or self.ledger
             or self.online_rows
             or self.deployments
@@ -106,7 +109,9 @@ def _read_evals(folder: Path, run: RunData) -> None:
                 run.problems.append(f"{path}: expected a JSON object")
             continue
         stem = path.stem
-        if stem.startswith(FINETUNE):
+        if stem == IMAGE_FINETUNE:
+            run.image_finetune = data
+        elif stem.startswith(FINETUNE):
             run.finetune[str(data.get("task") or stem.removeprefix(FINETUNE))] = data
         elif stem.startswith(PROBE):  # thrifty probe: an image encoder's frozen features
             run.probes[stem] = data

@@ -29,6 +29,7 @@ import math
 import os
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -167,18 +168,10 @@ def label_efficiency(
     runs = []
     for (seed, n), (train, valid) in _samples(tokenizer, pool, numeric, seeds, valid_fraction, s):
         for arm in ARMS:
-            row = _tuned_arm(
-                loaded,
-                spec.num_labels,
-                arm,
-                seed,
-                n,
-                (train, valid, test),
-                metric,
-                s,
-                grid,
-                pooling,
-            )
+            build = partial(build_classifier, loaded, spec.num_labels,
+                            pretrained=arm == "pretrained", seed=seed, dropout=s.dropout,
+                            how=pooling)  # fmt: skip
+            row = tuned_arm(build, arm, seed, n, (train, valid, test), metric, s, grid)
             arms[arm][str(n)].append(row[metric])
             runs.append(row)
     summary, saved = summarize(arms, numeric, target)
@@ -239,17 +232,15 @@ def _samples(tokenizer, pool: list, sizes: list[int], seeds, valid_fraction: flo
             )
 
 
-def _tuned_arm(loaded, num_labels, arm, seed, n, data, metric, s: Settings, grid, pooling):
-    """Fine-tune one arm on one sample at every learning rate of ``grid``; the held-out metric
-    of the one whose early-stopping split scored best, and how the fits went."""
+def tuned_arm(build, arm: str, seed: int, n: int, data, metric: str, s: Settings, grid) -> dict:
+    """Fine-tune a fresh ``build()`` of one arm on one sample at every learning rate of
+    ``grid``; the held-out metric of the one whose early-stopping split scored best, and how
+    the fits went. ``data``: (train, valid, held-out), as ``fit`` and ``evaluate`` take them."""
     train, valid, test = data
     start = time.perf_counter()
     best, tried = None, {}
     for lr in grid:
-        model = build_classifier(
-            loaded, num_labels, pretrained=arm == "pretrained", seed=seed, dropout=s.dropout,
-            how=pooling,
-        )  # fmt: skip
+        model = build()
         tag = f"seed {seed} N={n} {arm} lr {lr:g}: "
         fitted = fit(model, train, valid, replace(s, lr=lr), seed=seed, select=metric,
                      metrics=(metric,), tag=tag)  # fmt: skip

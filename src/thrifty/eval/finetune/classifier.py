@@ -88,6 +88,14 @@ class Encoded:
     def subset(self, idx: Sequence[int] | np.ndarray) -> Encoded:
         return Encoded([self.ids[i] for i in idx], self.labels[np.asarray(idx, dtype=np.int64)])
 
+    def lengths(self) -> np.ndarray:
+        """(N,) tokens per example: the trainer batches similar lengths together."""
+        return np.array([len(r) for r in self.ids])
+
+    def inputs(self, idx: Sequence[int] | np.ndarray, device: torch.device | str = "cpu"):
+        """The classifier's arguments for the examples ``idx``: padded ids and their mask."""
+        return collate([self.ids[i] for i in idx], device)
+
 
 def _fit(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
     """Segment lengths within ``budget`` tokens, trimming the longer segment first."""

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from thrifty.eval.finetune import metrics as M
-from thrifty.eval.finetune.classifier import Classifier, Encoded, collate
+from thrifty.eval.finetune.classifier import Classifier, Encoded
 
 log = logging.getLogger("thrifty.finetune")
 
@@ -68,15 +68,17 @@ class Fit:
 
 @torch.inference_mode()
 def predict(model: Classifier, data: Encoded, batch_size: int = 128) -> np.ndarray:
-    """(N, K) logits; examples are length-sorted into batches so padding stays small."""
+    """(N, K) logits; examples are length-sorted into batches so padding stays small.
+
+    ``data`` is an ``Encoded`` or any labelled set with ``lengths()`` and ``inputs(idx, device)``
+    (``thrifty.eval.image_finetune.ImageSet``); ``model.head.out`` is its output layer."""
     model.eval()
     device = next(model.parameters()).device
-    order = np.argsort([len(r) for r in data.ids], kind="stable")
+    order = np.argsort(data.lengths(), kind="stable")
     out = np.zeros((len(data), model.head.out.out_features), dtype=np.float64)
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
-        ids, padding = collate([data.ids[i] for i in idx], device)
-        out[idx] = model(ids, padding).float().cpu().numpy()
+        out[idx] = model(*data.inputs(idx, device)).float().cpu().numpy()
     return out
 
 
@@ -137,7 +139,7 @@ def fit(
     on_epoch: Callable[[], None] | None = None,
 ) -> Fit:
     """Fine-tune ``model`` in place; on return it holds the weights of the best epoch.
-    ``on_epoch`` is called after each epoch (a progress bar)."""
+    ``on_epoch`` is called after each epoch (a progress bar); the data as for ``predict``."""
     if not len(train) or not len(valid):
         raise ValueError("fine-tuning needs training and validation examples")
     s = settings
@@ -146,7 +148,7 @@ def fit(
     device = next(model.parameters()).device
     batch = min(s.batch_size, len(train))
     total = math.ceil(len(train) * _passes(len(train), batch, s) / batch) * s.max_epochs
-    lengths = np.array([len(r) for r in train.ids])
+    lengths = train.lengths()
     opt = _optimizer(model, s)
     history, best_key, best_state, best_epoch, step = [], None, None, 0, 0
     labels = torch.from_numpy(train.labels).to(device)
@@ -156,8 +158,7 @@ def fit(
         for idx in _epoch_order(lengths, batch, s, rng):
             for group in opt.param_groups:
                 group["lr"] = s.lr * _lr_factor(step, total, s)
-            ids, padding = collate([train.ids[i] for i in idx], device)
-            loss = F.cross_entropy(model(ids, padding), labels[idx])
+            loss = F.cross_entropy(model(*train.inputs(idx, device)), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if s.grad_clip:
