@@ -44,6 +44,7 @@ HF. The numbers of record and how noisy this machine is: benchmarks/throughput.m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -84,7 +85,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peak-size", type=int, default=2048, help="side of the square peak matmul")
     p.add_argument("--peak-repeats", type=int, default=8, help="timed peak matmuls per round")
     p.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
+    p.add_argument("--device", default="cpu", help="where both contenders train (cpu, cuda)")
+    p.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast in both (as thrifty does on GPUs)"
+    )
     return p.parse_args(argv)
+
+
+def autocast(args):
+    """bf16 autocast on ``args.device`` with ``--bf16``, else nothing (fp32)."""
+    if not args.bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16)
 
 
 # ---------------------------------------------------------------------------- peak and data
@@ -155,15 +167,18 @@ def thrifty_contender(args, vocab: int, compile: bool) -> Contender:
     """thrifty's per-step path, as in ``thrifty.train.loop.train`` (fp32, one micro-batch)."""
     torch.manual_seed(args.seed)
     cfg = ModelConfig(size=args.size, vocab_size=vocab, max_seq_len=args.seq_len)
-    model = Transformer(cfg)
+    device = torch.device(args.device)
+    model = Transformer(cfg).to(device)
     forward_model = torch.compile(model) if compile else model
     objective = OBJECTIVES.build({"name": "causal_lm"}, forward_model, seed=args.seed)
     tc = TrainConfig(max_steps=1)
-    optimizer = build_optimizer(model, tc, fused=False)  # as the loop builds it on CPU
+    # as the loop builds it: fused AdamW on GPUs, torch's default on CPU
+    optimizer = build_optimizer(model, tc, fused=device.type == "cuda")
     model.train()
 
     def step(ids: torch.Tensor) -> float:
-        out = objective(Batch(ids))
+        with autocast(args):
+            out = objective(Batch(ids.to(device, non_blocking=True)))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
@@ -198,7 +213,8 @@ def hf_contender(args, vocab: int, compile: bool = False) -> Contender:
         use_cache=False,  # a training loop has no use for a KV cache
         attn_implementation="sdpa",
     )
-    model = LlamaForCausalLM(config)
+    device = torch.device(args.device)
+    model = LlamaForCausalLM(config).to(device)
     assert model.lm_head.weight is model.model.embed_tokens.weight, "embeddings must be tied"
     tc = TrainConfig(max_steps=1)
     optimizer = torch.optim.AdamW(
@@ -220,8 +236,10 @@ def hf_contender(args, vocab: int, compile: bool = False) -> Contender:
     forward_model = torch.compile(model) if compile else model
 
     def step(ids: torch.Tensor) -> float:
-        logits = forward_model(input_ids=ids[:, :-1]).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+        ids = ids.to(device, non_blocking=True)
+        with autocast(args):
+            logits = forward_model(input_ids=ids[:, :-1]).logits
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
