@@ -15,6 +15,13 @@ on two CPU cores, plus fine-tuning):
         --budget-words 1000000 --flops 1e14 --seeds 0 1 2 --finetune-examples 2000 \\
         --out rtd_check.md --plot rtd_check.png
 
+Each objective uses its recipe's learning rate and weight decay (ELECTRA: 5e-4 and 0.01, the
+paper's; the others 3e-3 and 0.1) unless ``--lr-grid`` / ``--wd-grid`` are given: then every
+objective is pretrained at every point of the same grid, the point with the lowest loss of its
+own objective on the validation split is kept (each objective judged by its own loss, so the
+choice never sees a fine-tuning task), and only that point is fine-tuned. The table states each
+objective's learning rate and weight decay either way.
+
 Smoke run (a minute or two):
 
     python benchmarks/rtd_check.py --corpus BABYLM_DIR --data-root DATA_DIR --model-size nano \\
@@ -58,13 +65,19 @@ def flops_per_token(cfg, vocab: int) -> float:
     return model.flops_per_token(T, objective.head_fraction()) + objective.extra_flops_per_token(T)
 
 
-def run_config(label: str, args, data: Path, steps: int | None, seed: int):
+def run_config(
+    label: str, args, data: Path, steps: int | None, seed: int, point: dict | None = None
+):
+    """The objective's recipe at ``args``' scale; ``point`` ({lr, weight_decay}) replaces the
+    recipe's optimizer settings (a grid point)."""
     recipe, extra = RECIPES[label]
+    point = point or {}
+    suffix = "".join(f"-{k[:2]}{v:g}" for k, v in sorted(point.items()))
     overrides = [
         *extra,
         f"data.path={data}",
         f"runs_dir={args.work / 'runs'}",
-        f"name={label.replace(' ', '').replace('(', '-').replace(')', '')}-s{seed}",
+        f"name={label.replace(' ', '').replace('(', '-').replace(')', '')}-s{seed}{suffix}",
         f"model.size={args.model_size}",
         f"data.seq_len={args.seq_len}",
         f"train.batch_size={args.batch_size}",
@@ -79,6 +92,7 @@ def run_config(label: str, args, data: Path, steps: int | None, seed: int):
         f"train.device={args.device}",
         *([f"train.threads={args.threads}"] if args.threads else []),
         *([f"train.lr={args.lr}"] if args.lr else []),
+        *[f"train.{k}={v}" for k, v in point.items()],
     ]
     if args.model_size == "nano":
         overrides.append(f"model.max_seq_len={max(64, args.seq_len)}")
@@ -90,12 +104,12 @@ def curves(run: Path) -> list[dict]:
     return [r for r in rows if "flops" in r]
 
 
-def pretrain(label: str, args, data: Path, vocab: int, seed: int) -> dict:
-    cfg = run_config(label, args, data, None, seed)
+def pretrain(label: str, args, data: Path, vocab: int, seed: int, point=None) -> dict:
+    cfg = run_config(label, args, data, None, seed, point)
     fpt = flops_per_token(cfg, vocab)
     tokens_per_step = cfg.train.batch_size * cfg.data.seq_len
     steps = max(1, int(args.flops // (fpt * tokens_per_step)))
-    cfg = run_config(label, args, data, steps, seed)
+    cfg = run_config(label, args, data, steps, seed, point)
     print(f"{label}: {fpt / 1e6:.2f} MFLOPs/token -> {steps} steps of {tokens_per_step} tokens")
     start = time.perf_counter()
     summary = train(cfg, resume="auto")
@@ -109,10 +123,37 @@ def pretrain(label: str, args, data: Path, vocab: int, seed: int) -> dict:
         "train_flops": rows[-1]["flops"] if rows else fpt * summary["tokens"],
         "words_seen": summary["words_seen"],
         "train_s": time.perf_counter() - start,
+        "lr": cfg.train.lr,
+        "weight_decay": cfg.train.weight_decay,
         "final_loss": rows[-1]["loss"] if rows else None,
         "val": {k: v for k, v in summary.items() if k.startswith("val_")},
         "curve": [{k: r[k] for k in r if k == "flops" or k.endswith("loss")} for r in rows],
     }
+
+
+def grid_points(args) -> list[dict] | None:
+    """The shared (lr, weight decay) grid, or None: each recipe's own settings."""
+    if not (args.lr_grid or args.wd_grid):
+        return None
+    lrs = args.lr_grid or [None]
+    wds = args.wd_grid or [None]
+    points = [{"lr": lr, "weight_decay": wd} for lr in lrs for wd in wds]
+    return [{k: v for k, v in p.items() if v is not None} for p in points]
+
+
+def pretrain_tuned(label: str, args, data: Path, vocab: int) -> dict:
+    """Pretrain at every grid point and keep the lowest validation loss of the objective's own
+    loss (``val_loss``); without a grid, the recipe's settings."""
+    points = grid_points(args)
+    if points is None:
+        return pretrain(label, args, data, vocab, args.pretrain_seed)
+    tried = [pretrain(label, args, data, vocab, args.pretrain_seed, p) for p in points]
+    best = min(tried, key=lambda r: r["val"].get("val_loss", float("inf")))
+    best["grid"] = [
+        {"lr": r["lr"], "weight_decay": r["weight_decay"], "val_loss": r["val"].get("val_loss")}
+        for r in tried
+    ]
+    return best
 
 
 def finetune_device(name: str) -> str:
@@ -149,8 +190,11 @@ def cell(res: dict, task: str, metric: str) -> str:
 
 
 def table(rows: list[dict], tasks) -> str:
-    head = "| objective | steps | words seen | train TFLOPs | train s | final loss | val RTD AUC |"
-    rule = "|---|---:|---:|---:|---:|---:|---:|"
+    head = (
+        "| objective | lr | weight decay | steps | words seen | train TFLOPs | train s "
+        "| final loss | val RTD AUC |"
+    )
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for task in tasks:
         head += f" {task.upper()} acc |" + (" MRPC F1 |" if task == "mrpc" else "")
         rule += "---:|" + ("---:|" if task == "mrpc" else "")
@@ -158,11 +202,12 @@ def table(rows: list[dict], tasks) -> str:
     for r in rows:
         ft = r["finetune"]
         if r.get("steps") is None:  # the no-pretraining baseline
-            line = f"| {r['objective']} | – | 0 | 0 | – | – | – |"
+            line = f"| {r['objective']} | – | – | – | 0 | 0 | – | – | – |"
         else:
             auc = r["val"].get("val_rtd_auc")
             line = (
-                f"| {r['objective']} | {r['steps']} | {r['words_seen']:,.0f} | "
+                f"| {r['objective']} | {r['lr']:g} | {r['weight_decay']:g} | {r['steps']} | "
+                f"{r['words_seen']:,.0f} | "
                 f"{r['train_flops'] / 1e12:.2f} | {r['train_s']:.0f} | {r['final_loss']:.3f} | "
                 f"{'–' if auc is None else f'{auc:.3f}'} |"
             )
@@ -170,6 +215,12 @@ def table(rows: list[dict], tasks) -> str:
             line += f" {cell(ft, task, 'accuracy')} |"
             line += f" {cell(ft, task, 'f1')} |" if task == "mrpc" else ""
         lines.append(line + f" {sum(v['s'] for v in ft.values()):.0f} |")
+    for r in rows:
+        if r.get("grid"):
+            tried = ", ".join(
+                f"lr {g['lr']:g} wd {g['weight_decay']:g}: {g['val_loss']:.4f}" for g in r["grid"]
+            )
+            lines.append(f"\n{r['objective']}, validation loss over the grid: {tried}")
     return "\n".join(lines)
 
 
@@ -215,6 +266,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--warmup-steps", type=int, default=50)
     ap.add_argument("--lr", type=float, help="one learning rate for all (default: each recipe's)")
+    ap.add_argument(
+        "--lr-grid", type=float, nargs="+", help="learning rates tried for every objective"
+    )
+    ap.add_argument(
+        "--wd-grid", type=float, nargs="+", help="weight decays tried for every objective"
+    )
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda (training and fine-tuning)")
@@ -238,7 +295,7 @@ def main() -> None:
     vocab = load_manifest(data)["vocab_size"]
     rows = []
     for label in args.objectives:
-        row = pretrain(label, args, data, vocab, args.pretrain_seed)
+        row = pretrain_tuned(label, args, data, vocab)
         row["finetune"] = finetune(row["run"], args) if args.tasks else {}
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}))
