@@ -3,7 +3,7 @@
 The rows come from ``datasets.load_dataset`` (thrifty[hf]); the image column is the first
 ``datasets.Image`` feature and the label column the first ``ClassLabel`` (its names become the
 class names) unless the caller names them. Images are read undecoded and converted by Pillow
-exactly as a folder's files are (``thrifty.data.images.decode_image``), so an unreadable one is
+exactly as a folder's files are (``thrifty.data.images.decode_all``), so an unreadable one is
 named or skipped the same way, and the source's sha256 is over the stored image bytes.
 
 Not streamed: a prepared image set holds every image (the stratified splits need every label
@@ -14,17 +14,14 @@ revision that the manifest records.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
-import sys
 from typing import Any
 
 import numpy as np
 
 from thrifty.data.corpus import parse_hf_spec
 from thrifty.data.hub import hub_failure
-from thrifty.data.images import decode_image, stack_images
+from thrifty.data.images import decode_all, stack_images
 from thrifty.errors import UserError
 
 REVISION = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")  # a Hub commit in a cache path
@@ -39,46 +36,27 @@ def load_hub_source(
     label_column: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
     """(N, C, H, W) uint8 images, labels, class names and the source row of a Hub dataset."""
-    from PIL import UnidentifiedImageError
-
     data = _load(spec)
     image_key, label_key = _columns(spec, data.features, image_column, label_column)
     fingerprint = getattr(data, "_fingerprint", None)
     unlabelled = -1 if isinstance(data.features[label_key], _datasets().ClassLabel) else None
     raw = data.select_columns([image_key, label_key])
     raw = raw.cast_column(image_key, _datasets().Image(decode=False))  # bytes, for Pillow
-    digest, pixels, values, bad = hashlib.sha256(), [], [], 0
-    for row, example in enumerate(raw):
-        stored, where = example[image_key], f"{spec} row {row}"
-        value = example[label_key]
-        if value is None or value == unlabelled:  # ClassLabel's -1: no label
-            raise UserError(f"{where}: no label in column {label_key!r}")
-        try:
-            content = _image_bytes(stored)
-            array = decode_image(io.BytesIO(content), channels, image_size)
-        except (OSError, UnidentifiedImageError) as e:
-            if not skip_bad:
-                raise UserError(
-                    f"{where}: not a readable image ({e}); --skip-bad skips it"
-                ) from None
-            bad += 1
-            continue
-        if pixels and array.shape != pixels[0].shape:
-            raise UserError(
-                f"{where}: {array.shape[1]}x{array.shape[0]} differs from the first image's "
-                f"{pixels[0].shape[1]}x{pixels[0].shape[0]}; pass --image-size to resize"
-            )
-        digest.update(content)
-        pixels.append(array)
-        values.append(value)
-    if bad:
-        print(f"warning: skipped {bad} unreadable images of {spec}", file=sys.stderr)
+
+    def items():
+        for row, example in enumerate(raw):
+            value, where = example[label_key], f"{spec} row {row}"
+            if value is None or value == unlabelled:  # ClassLabel's -1: no label
+                raise UserError(f"{where}: no label in column {label_key!r}")
+            yield where, lambda stored=example[image_key]: _image_bytes(stored), value
+
+    pixels, values, digest = decode_all(items(), channels, image_size, skip_bad, f"of {spec}")
     if not pixels:
         raise UserError(f"{spec}: no readable images")
     labels, classes = _labels(data.features[label_key], values)
     source = {
         "path": spec,
-        "sha256": digest.hexdigest(),
+        "sha256": digest,
         "words_total": len(raw),
         "words_used": len(pixels),
         "fingerprint": fingerprint,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -70,8 +71,6 @@ def load_folder_source(
     folder: Path, image_size: int | None, channels: int, skip_bad: bool
 ) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
     """The images under ``folder`` with labels from sub-folders or ``labels.csv``."""
-    from PIL import UnidentifiedImageError
-
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder of images")
     labels_file = folder / "labels.csv"
@@ -85,38 +84,52 @@ def load_folder_source(
         ]
     if not entries:
         raise UserError(f"{folder}: no images in class sub-folders and no labels.csv")
-    digest, pixels, names, bad = hashlib.sha256(), [], [], 0
-    for file, label in entries:
-        try:
-            array = decode_image(file, channels, image_size)
-        except (OSError, UnidentifiedImageError) as e:
-            if not skip_bad:
-                raise UserError(
-                    f"{file}: not a readable image ({e}); --skip-bad skips it"
-                ) from None
-            bad += 1
-            continue
-        if pixels and array.shape != pixels[0].shape:
-            raise UserError(
-                f"{file}: {array.shape[1]}x{array.shape[0]} differs from the first image's "
-                f"{pixels[0].shape[1]}x{pixels[0].shape[0]}; pass --image-size to resize"
-            )
-        digest.update(file.read_bytes())
-        pixels.append(array)
-        names.append(label)
-    if bad:
-        print(f"warning: skipped {bad} unreadable images under {folder}", file=sys.stderr)
+    items = ((file, file.read_bytes, label) for file, label in entries)
+    pixels, names, digest = decode_all(items, channels, image_size, skip_bad, f"under {folder}")
     classes = sorted(set(names))
     index = {c: i for i, c in enumerate(classes)}
     images = stack_images(pixels)
     labels = np.array([index[n] for n in names], dtype=np.int64)
     source = {
         "path": str(folder),
-        "sha256": digest.hexdigest(),
+        "sha256": digest,
         "words_total": len(entries),
         "words_used": len(images),
     }
     return images, labels, classes, source
+
+
+def decode_all(
+    items, channels: int, image_size: int | None, skip_bad: bool, origin: str
+) -> tuple[list[np.ndarray], list, str]:
+    """Decode ``(where, read_bytes, label)`` items: the pixels and labels of the readable ones
+    and the sha256 of their bytes. An unreadable image names ``where`` (or, with ``skip_bad``,
+    is skipped and counted in one warning naming ``origin``); so does a size that differs from
+    the first image's."""
+    from PIL import UnidentifiedImageError
+
+    digest, pixels, labels, bad = hashlib.sha256(), [], [], 0
+    for where, read_bytes, label in items:
+        try:
+            content = read_bytes()
+            array = decode_image(io.BytesIO(content), channels, image_size)
+        except (OSError, UnidentifiedImageError) as e:
+            if not skip_bad:
+                message = f"{where}: not a readable image ({e}); --skip-bad skips it"
+                raise UserError(message) from None
+            bad += 1
+            continue
+        if pixels and array.shape != pixels[0].shape:
+            raise UserError(
+                f"{where}: {array.shape[1]}x{array.shape[0]} differs from the first image's "
+                f"{pixels[0].shape[1]}x{pixels[0].shape[0]}; pass --image-size to resize"
+            )
+        digest.update(content)
+        pixels.append(array)
+        labels.append(label)
+    if bad:
+        print(f"warning: skipped {bad} unreadable images {origin}", file=sys.stderr)
+    return pixels, labels, digest.hexdigest()
 
 
 def decode_image(file: Any, channels: int, image_size: int | None) -> np.ndarray:
