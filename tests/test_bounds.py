@@ -28,7 +28,7 @@ NANO = str(Path(__file__).parent.parent / "configs" / "nano.yaml")
         ("train.betas=[0.9,1.0]", "train.betas=[0.9, 1.0]: must be >= 0 and < 1"),
         ("train.min_lr_ratio=2", "train.min_lr_ratio=2.0: must be >= 0 and <= 1"),
         ("data.seq_len=0", "data.seq_len=0: must be >= 1"),
-        ("model.n_layers=-1", "model.n_layers=-1: must be >= 1"),
+        ("model.n_layers=-1", "model.n_layers=-1: must be >= 0"),
         ("model.norm_eps=0", "model.norm_eps=0.0: must be > 0"),
         ("train.reweight.temperature=0", "train.reweight.temperature=0.0: must be > 0"),
     ],

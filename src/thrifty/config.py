@@ -45,8 +45,9 @@ class ModelConfig:
     """Named size preset; explicit d_model / n_layers / n_heads / d_ff override it."""
     d_model: int | None = bounded(None, ge=1)
     """Width of the residual stream (None: from `size`)."""
-    n_layers: int | None = bounded(None, ge=1)
-    """Number of transformer blocks (None: from `size`)."""
+    n_layers: int | None = bounded(None, ge=0)
+    """Number of transformer blocks (None: from `size`; 0: the stem alone, e.g. a CNN with
+    stem conv)."""
     n_heads: int | None = bounded(None, ge=1)
     """Attention heads; d_model must be divisible by it (None: from `size`)."""
     d_ff: int | None = bounded(None, ge=1)
@@ -90,7 +91,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         d, n_layers, n_heads = MODEL_SIZES[self.size]
         self.d_model = self.d_model or d
-        self.n_layers = self.n_layers or n_layers
+        self.n_layers = n_layers if self.n_layers is None else self.n_layers
         self.n_heads = self.n_heads or n_heads
         self.d_ff = self.d_ff or 32 * -(-8 * self.d_model // 3 // 32)
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:

@@ -251,7 +251,7 @@ class Ledger:
             lines += self._tokenizer_lines()
         for m in self.aux_models:
             note = f" (not BabyLM-compliant: {m['noncompliant']})" if m.get("noncompliant") else ""
-            lines.append(f"auxiliary model {m['name']}: {m['words']:,} words{note}")
+            lines.append(f"auxiliary model {m['name']}: {m['words']:,} {u}{note}")
         if self.synthetic_words:
             lines.append(
                 f"synthetic: {self.synthetic_words:,} model-generated training words "

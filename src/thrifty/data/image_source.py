@@ -4,8 +4,9 @@ Item ``i`` is image ``i`` of the split with its label: ``batch`` gives ``images`
 float in [0, 1] and ``labels`` (B,), and ``targets`` (B, classes) multi-hot where the set has
 them (``mosaic``), and ``depth`` (B, 1, H, W) float in [0, 1] and ``segmentation`` (B, H, W)
 long class maps where the set has them (``scenes``). The ledger's unit is images; one image
-fills the patch grid of the model's ``patches`` stem, so ``item_tokens`` is that grid's size (it
-becomes ``data.seq_len``) and every position charges 1 / grid of an image.
+fills the patch grid of the model's ``patches`` stem (or the feature map of its ``conv`` stem),
+so ``item_tokens`` is that grid's size (it becomes ``data.seq_len``) and every position charges
+1 / grid of an image.
 """
 
 from __future__ import annotations
@@ -62,16 +63,20 @@ class ImageSource:
         return 1.0 / self.tokens_per_image
 
     def fit(self, model):
-        """``model`` with the patch stem sized to these images; a UserError for another stem
-        or a patch size that does not tile them."""
+        """``model`` with the image stem (patches or conv) sized to these images; a UserError
+        for another stem or a patch size or stride that does not tile them."""
         stem = dict(model.stem)
-        if stem.get("name") != "patches":
+        if stem.get("name") not in ("patches", "conv"):
             raise UserError(
-                f"{self.path} holds images: set model.stem=patches (model.stem is "
+                f"{self.path} holds images: set model.stem=patches (or conv; model.stem is "
                 f"{stem.get('name')!r})"
             )
         channels, height, width = self.manifest["image_shape"]
         patch = int(stem.get("patch_size", 2))
+        if stem["name"] == "conv":
+            from thrifty.models.stem.conv import feature_side
+
+            patch = height // feature_side(stem, height, str(self.path))  # the total stride
         if height != width or height % patch:
             raise UserError(
                 f"model.stem.patch_size={patch} does not tile the {height}x{width} images of "

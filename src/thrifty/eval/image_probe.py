@@ -24,6 +24,7 @@ from thrifty.data.images import load_split
 from thrifty.errors import UserError
 from thrifty.eval.finetune.subsample import stratified_order
 from thrifty.eval.label_efficiency import summarize
+from thrifty.models.stem.conv import ConvStem
 from thrifty.models.stem.patches import PatchStem, mean_features
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -33,8 +34,8 @@ K_GRID = (1, 5, 20)
 @torch.no_grad()
 def split_features(model, data_path, split: str, batch_size: int = 256):
     """(features (N, C) float64, labels (N,)) of one split of a prepared image set."""
-    if not isinstance(model.embed, PatchStem):
-        raise UserError("probes read image encoders: this run's model has no patches stem")
+    if not isinstance(model.embed, PatchStem | ConvStem):
+        raise UserError("probes read image encoders: this run's model has no patches or conv stem")
     tensors = load_split(data_path, split)
     device = next(model.parameters()).device
     model.eval()

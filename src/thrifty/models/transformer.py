@@ -87,7 +87,7 @@ class Transformer(nn.Module):
         std = self.cfg.init_std
         self.embed.reset_parameters(std)
         # GPT-2's scaled init for projections that write into the residual stream.
-        out_std = std / math.sqrt(2 * self.cfg.n_layers)
+        out_std = std / math.sqrt(2 * max(self.cfg.n_layers, 1))  # 0 blocks: a bare stem
         for block in self.blocks:
             block.reset_parameters(std, out_std)
         self.norm.reset_parameters()

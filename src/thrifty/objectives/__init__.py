@@ -3,6 +3,7 @@
 from thrifty.objectives import (  # noqa: F401
     bc,
     causal_lm,
+    classify,
     clip,
     dobf,
     dpt,
@@ -14,6 +15,7 @@ from thrifty.objectives import (  # noqa: F401
     meta_tokens,
     multimae,
     replay,
+    scalekd,
     slot_ae,
     softcon,
 )
