@@ -24,6 +24,8 @@ def world() -> tuple[int, int]:
 
 def init(device: torch.device) -> None:
     if "RANK" in os.environ and not dist.is_initialized():
+        if device.type == "cuda":  # NCCL's communicator binds to the current device
+            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 

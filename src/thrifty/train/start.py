@@ -4,6 +4,7 @@ model's ledger."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,9 +20,15 @@ from thrifty.train.checkpoint import check_same_model, remove_stale
 
 
 def pick_device(name: str) -> torch.device:
+    """``train.device`` as a device. Under torchrun (``LOCAL_RANK`` set) a CUDA device without
+    an index becomes this process's own GPU, ``cuda:LOCAL_RANK``, as torchrun expects: without
+    it every rank of a node would train on ``cuda:0``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
 
 
 def fit_to_data(cfg: RunConfig) -> tuple[RunConfig, DataSource, DataSource]:
