@@ -201,6 +201,9 @@ class TrainConfig:
     """auto: bf16 autocast on CUDA, fp32 on CPU."""
     compile: bool = False
     """Wrap the model in torch.compile."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Under torchrun: ddp keeps whole weights on every rank; fsdp shards weights, gradients
+    and optimizer state over the ranks (FSDP2). One process (no torchrun): no effect."""
     peak_flops: float | None = bounded(None, gt=0)
     """Hardware peak FLOP/s for MFU (None: measured with a matmul at start on CPU)."""
     init_from: str | None = None

@@ -1,4 +1,5 @@
-"""Data parallelism under ``torchrun``: the only importer of ``torch.distributed``.
+"""Data parallelism under ``torchrun``: the only importer of ``torch.distributed`` besides
+``sharding.py`` (FSDP, ``train.parallel=fsdp``).
 
 Detected from the ``RANK`` environment variable as nanoGPT does, so ``thrifty train`` runs as a
 single process unchanged when it is absent. Only rank 0 writes files. Gradients are averaged

@@ -46,6 +46,14 @@ from thrifty.train.metrics import FlopsCount, MetricsLog, peak_flops, step_line
 from thrifty.train.optim import build_optimizer, lr_at
 from thrifty.train.reverse_sparsification import densify_step, switch_to_dense
 from thrifty.train.schedule import plan_steps, word_marks
+from thrifty.train.sharding import (
+    full_norm,
+    full_optimizer_state,
+    full_state,
+    load_sharded_optimizer_state,
+    refuse_unsupported,
+    shard,
+)
 from thrifty.train.start import (
     fit_to_data,
     initial_model,
@@ -112,6 +120,9 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     if owned is not None:
         distributed.broadcast_parameters(owned)
     trained = [model] if owned is None else [model, owned]
+    if tc.parallel == "fsdp":  # refused at any world size, so a config fails before torchrun
+        refuse_unsupported(tc, cfg.objective["name"], owns_networks=owned is not None)
+    sharded = tc.parallel == "fsdp" and world > 1  # one process keeps the model whole
     params = [p for module in trained for p in module.parameters()]
 
     def sampler_for(phase: Phase):  # each phase samples the windows of its own length
@@ -181,6 +192,14 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         carried += start_ledger.passed_on(name)
         if main and ckpt is None:
             log.info("initialised from %s", start)
+    if sharded:  # the weights were loaded whole above; from here each rank holds a slice
+        shard(model)
+        optimizer = new_optimizer()  # fully_shard replaced the parameters it points at
+        if ckpt is not None:
+            load_sharded_optimizer_state(optimizer, optim_state)
+        params = [p for module in trained for p in module.parameters()]
+        if main:
+            log.info("train.parallel=fsdp: weights, gradients, optimizer state in %d shards", world)
     setup = {"seq_len": T, "device": device, "init_from": tc.init_from, "rank": rank}
     for name, words in objective.setup(**setup, world=world).items():  # e.g. a replay set
         ledger.charge_aux_model(name, words)
@@ -215,8 +234,11 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     tokens_per_step = rows_per_step * T
 
     def checkpoint(word_mark: int | None = None) -> None:
+        # sharded: every rank joins the gathers of the whole state, then rank 0 writes it
+        gathered = (full_state(model), full_optimizer_state(optimizer)) if sharded else None
         if not main:
             return
+        model_state, optim_state = gathered or (model.state_dict(), optimizer.state_dict())
         state = {
             "tokens_seen": tokens_seen,
             "rows_per_step": rows_per_step,
@@ -235,10 +257,10 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         save_checkpoint(
             run_dir,
             step,
-            model_state=model.state_dict(),
+            model_state=model_state,
             objective_state=owned.state_dict() if owned is not None else None,
             ema_state=ema.state_dict() if ema is not None else None,
-            optim_state=optimizer.state_dict(),
+            optim_state=optim_state,
             rng=rng,
             state=state,
             config_yaml=config_yaml,
@@ -319,8 +341,10 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
                 f"loss became {sums['loss']} at step {step + 1}; stopped. Last good checkpoint: "
                 f"{good or 'none'}. Try a lower train.lr or train.grad_clip"
             )
-        distributed.average_gradients(*trained)
+        if not sharded:  # fsdp averaged the model's gradients (reduce-scatter) in backward
+            distributed.average_gradients(*trained)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf"))
+        grad_norm = full_norm(grad_norm)  # sharded: a DTensor
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
@@ -376,8 +400,13 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             checkpoint(word_mark=crossed[-1] if crossed else None)
         t_window += time.perf_counter() - t_pause
 
-    if main and cfg.eval.blimp_data and objective.kind in TEXT_KINDS:  # images have no BLiMP
-        blimp = score_blimp(cfg, model, objective.kind, ledger)
+    if cfg.eval.blimp_data and objective.kind in TEXT_KINDS:  # images have no BLiMP
+        final = model
+        if sharded:  # rank 0 scores alone, so it gets a whole copy (every rank gathers)
+            whole = full_state(model)
+            final = initial_model(cfg).to(device)
+            final.load_state_dict(whole)
+        blimp = score_blimp(cfg, final, objective.kind, ledger) if main else {}
         if blimp:
             metrics.write({"step": step, "words": ledger.words_seen, **blimp})
             last.update(blimp)
