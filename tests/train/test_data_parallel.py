@@ -45,11 +45,11 @@ def rows(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def assert_close_runs(reference: Path, other: Path, atol: float = 2e-5) -> None:
+def assert_close_runs(reference: Path, other: Path) -> None:
     a, b = weights(reference), weights(other)
     assert a.keys() == b.keys()
     for key in a:
-        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=atol), key
+        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=2e-5), key
     ra, rb = rows(reference), rows(other)
     assert [sorted(r) for r in ra] == [sorted(r) for r in rb]  # the same rows and columns
     for x, y in zip(ra, rb, strict=True):
