@@ -70,6 +70,8 @@ def test_pretraining_on_free_statistics_ranks_model_size(tmp_path):
     assert kendall_tau(predictor.predict(x[100:]), proxies[100:, 0]) > 0.6
 
 
+# slow tier: ~20 s of predictor fitting over search rounds; its parts are tested above
+@pytest.mark.slow
 def test_search_measures_sweep_runs_resumes_and_improves(tmp_path):
     calls = []
     sweep = sweep_with(tmp_path)

@@ -60,6 +60,8 @@ def test_recording_is_deterministic_and_levels_stay_apart(tmp_path):
     assert batch["actions"].shape == (2,)
 
 
+# slow tier: ~20 s of noisy replanning; the clean recording path is tested above
+@pytest.mark.slow
 def test_noise_lowers_optimality_and_levels_cap_diversity(tmp_path):
     noisy = prepare_demos(
         tmp_path / "noisy", DemoSettings(episodes=6, noise=0.5, levels=2, seed=1), quiet=True
