@@ -162,7 +162,7 @@ def test_the_loop_closes_its_trackers_when_training_stops_with_an_error(nano_cfg
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation broke")
 
-    monkeypatch.setattr(loop, "validate", broken)  # first called at step 10
+    monkeypatch.setattr(loop, "evaluate", broken)  # first called at step 10
     with pytest.raises(RuntimeError, match="evaluation broke"):
         train(nano_cfg(*FAST))
     assert [r["step"] for r in sink.rows] == [5, 10] and sink.closed == "failed"

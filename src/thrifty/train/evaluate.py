@@ -11,9 +11,13 @@ from thrifty.atomic import write_text_atomic
 from thrifty.config import RunConfig
 from thrifty.data.budget import Ledger
 from thrifty.data.source import DataSource
-from thrifty.model_kind import scoring_backend
+from thrifty.eval.pathways import pathway_metrics
+from thrifty.model_kind import TEXT_KINDS, scoring_backend
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import Batch, Objective
+from thrifty.train.distributed import is_main
+from thrifty.train.sharding import full_state
+from thrifty.train.start import initial_model
 
 log = logging.getLogger("thrifty.train")
 
@@ -45,6 +49,26 @@ def validate(
     return {f"val_{k}": v / max(batches, 1) for k, v in totals.items()}
 
 
+def evaluate(
+    objective: Objective,
+    source: DataSource,
+    cfg: RunConfig,
+    device,
+    autocast,
+    world: int,
+    model: Transformer,
+    pathway_ids: torch.Tensor | None,
+) -> dict:
+    """The metrics of an evaluation during training: validation, the objective's own extra
+    checks (e.g. an old domain's loss) and MoE routing on fixed training windows (grokking)."""
+    val = validate(objective, source, cfg, device, autocast, world)
+    val.update(objective.extra_validation(autocast))
+    if pathway_ids is not None:
+        with autocast():
+            val.update(pathway_metrics(model, pathway_ids, objective.kind == "causal"))
+    return val
+
+
 def score_blimp(cfg: RunConfig, model: Transformer, kind: str, ledger: Ledger) -> dict:
     """Score the finished model on BLiMP with the backend that suits its ``kind`` unless
     eval.backend names another; write eval/blimp_<backend>.json beside the run. Nothing (a
@@ -73,3 +97,19 @@ def score_blimp(cfg: RunConfig, model: Transformer, kind: str, ledger: Ledger) -
     write_text_atomic(out, json.dumps({**result, "ledger": ledger.to_dict()}, indent=1))
     log.info("BLiMP (%s): macro accuracy %.1f%% -> %s", backend, 100 * result["macro"], out)
     return {f"blimp_{backend}": result["macro"]}
+
+
+def final_blimp(
+    cfg: RunConfig, model: Transformer, kind: str, ledger: Ledger, sharded: bool, device
+) -> dict:
+    """BLiMP on the finished model, scored by rank 0 (``{}`` on other ranks and for images).
+
+    A sharded model (``train.parallel=fsdp``) is gathered whole first; every rank joins that.
+    """
+    if not cfg.eval.blimp_data or kind not in TEXT_KINDS:  # images have no BLiMP
+        return {}
+    if sharded:  # rank 0 scores alone, so it gets a whole copy (every rank gathers)
+        whole = full_state(model)
+        model = initial_model(cfg).to(device)
+        model.load_state_dict(whole)
+    return score_blimp(cfg, model, kind, ledger) if is_main() else {}

@@ -22,28 +22,19 @@ from thrifty.config import RunConfig, dump_config
 from thrifty.data.budget import Ledger
 from thrifty.data.samplers import SAMPLERS
 from thrifty.errors import UserError
-from thrifty.eval.pathways import moe_layers, pathway_metrics
-from thrifty.model_kind import TEXT_KINDS
-from thrifty.models import aux
-from thrifty.objectives import OBJECTIVES, Batch, cross_rank
+from thrifty.eval.pathways import moe_layers
+from thrifty.objectives import OBJECTIVES
 from thrifty.objectives.randomness import stream_seed
 from thrifty.objectives.reweighting import Reweighting
 from thrifty.runs import latest_checkpoint
 from thrifty.train import distributed
-from thrifty.train.checkpoint import (
-    load_ema_weights,
-    load_objective_weights,
-    load_training_state,
-    restore_rng,
-    rng_state,
-    save_checkpoint,
-)
-from thrifty.train.curriculum import Phase, phase_at, plan_phases, samples_before
+from thrifty.train.checkpoint import load_training_state, rng_state, save_checkpoint
+from thrifty.train.curriculum import Phase, phase_at, plan_phases
 from thrifty.train.ema import WeightAverage
-from thrifty.train.evaluate import score_blimp, validate
-from thrifty.train.global_loss import global_loss
-from thrifty.train.metrics import FlopsCount, MetricsLog, peak_flops, step_line
+from thrifty.train.evaluate import evaluate, final_blimp
+from thrifty.train.metrics import FlopsCount, MetricsLog, peak_flops, step_line, throughput
 from thrifty.train.optim import build_optimizer, lr_at
+from thrifty.train.resume import check_global_batch, restore, run_state
 from thrifty.train.reverse_sparsification import densify_step, switch_to_dense
 from thrifty.train.schedule import plan_steps, word_marks
 from thrifty.train.sharding import (
@@ -58,9 +49,11 @@ from thrifty.train.start import (
     fit_to_data,
     initial_model,
     pick_device,
+    precision,
     resume_point,
     start_from,
 )
+from thrifty.train.step import accumulate_gradients
 from thrifty.train.tracking import open_sinks
 
 log = logging.getLogger("thrifty.train")
@@ -84,12 +77,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     distributed.init(device)
     rank, world = distributed.world()
     main = rank == 0
-    use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and device.type == "cuda")
-
-    def autocast():
-        if use_bf16:
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    autocast = precision(tc, device)
 
     # ---- data and ledger
     data_dir = Path(cfg.data.path)
@@ -153,34 +141,27 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     distributed.barrier()
     if ckpt is not None:
         state, optim_state, rng = load_training_state(ckpt)
-        from safetensors.torch import load_file
-
         if state.get("densified"):  # the run had switched to dense before this checkpoint
             optimizer, _ = switch_to_dense(model, optimizer, new_optimizer)
             params = [p for module in trained for p in module.parameters()]
             dense_now = True
-        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
-        if owned is not None:
-            owned.load_state_dict(load_objective_weights(ckpt))
-        if ema is not None:
-            ema.load_state_dict(load_ema_weights(ckpt))
-        optimizer.load_state_dict(optim_state)
+        check_global_batch(ckpt, state, rows_per_step, tc, world)
+        restore(
+            ckpt,
+            optim_state,
+            rng,
+            model=model,
+            owned=owned,
+            ema=ema,
+            optimizer=optimizer,
+            objective=objective,
+        )
         phase = phases[state.get("phase", 0)]  # the phase whose sampler the state holds
         sampler = sampler_for(phase)
         sampler.load_state_dict(state["sampler"])
         epochs_before = state.get("epochs_before", 0.0)
         flops = FlopsCount(objective.flops_per_token(phase.seq_len), state.get("flops"))
-        saved = rng["objective"]  # older checkpoints hold the generator state alone
-        objective.load_state_dict(saved if isinstance(saved, dict) else {"generator": saved})
-        restore_rng(rng)
         step, tokens_seen = state["step"], state["tokens_seen"]
-        if state.get("rows_per_step", rows_per_step) != rows_per_step:
-            raise UserError(
-                f"{ckpt} was trained with {state['rows_per_step']} rows per step "
-                f"(train.batch_size x train.grad_accum x processes); this run has "
-                f"{tc.batch_size} x {tc.grad_accum} x {world} = {rows_per_step}. Keep the "
-                "global batch when resuming on another number of processes"
-            )
         ledger.words_seen = state["ledger"]["words_seen"]
         if main:
             log.info("resumed from %s (step %d)", ckpt, step)
@@ -239,20 +220,20 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         if not main:
             return
         model_state, optim_state = gathered or (model.state_dict(), optimizer.state_dict())
-        state = {
-            "tokens_seen": tokens_seen,
-            "rows_per_step": rows_per_step,
-            "model_kind": objective.kind,
-            "densified": dense_now,
-            "flops_per_token": flops.rate,  # e.g. ELECTRA's generator included
-            "flops": flops.state_dict(),
-            "phase": phase.index,
-            "epochs_before": epochs_before,
-            "sampler": sampler.state_dict(),
-            "ledger": ledger.to_dict(),
-            "word_mark": word_mark,
-            "data": {"path": str(data_dir), "manifest_ledger": manifest["ledger"]},
-        }
+        state = run_state(
+            tokens_seen=tokens_seen,
+            rows_per_step=rows_per_step,
+            model_kind=objective.kind,
+            densified=dense_now,
+            flops=flops,
+            phase_index=phase.index,
+            epochs_before=epochs_before,
+            sampler_state=sampler.state_dict(),
+            ledger=ledger.to_dict(),
+            word_mark=word_mark,
+            data_dir=data_dir,
+            manifest_ledger=manifest["ledger"],
+        )
         rng = rng_state({"objective": objective.state_dict()})
         save_checkpoint(
             run_dir,
@@ -301,40 +282,22 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
                 log.info(
                     "step %d: windows of %d tokens, %d rows", step, phase.seq_len, phase.batch_size
                 )
-        T, B = phase.seq_len, phase.batch_size
         lr = lr_at(step, total_steps, tc)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        sums: dict[str, float] = {}
-        for micro in range(tc.grad_accum):
-            all_indices, weights = sampler.next_indices(B * world)
-            indices = all_indices[rank * B : (rank + 1) * B]
-            weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
-            fields = train_source.batch(indices, T)
-            batch = Batch.of(
-                {k: v.to(device, non_blocking=True) for k, v in fields.items()},
-                weights=weights,
-                progress=step / total_steps,
-                micro=step * tc.grad_accum + micro,
-                rows=torch.arange(rank * B, (rank + 1) * B),  # places in the global micro-batch
-                global_rows=B * world,
-                first_sample=samples_before(phases, step, tc.grad_accum, world) + micro * B * world,
-            )
-            # contrastive objectives compare their rows with every rank's (cross_rank)
-            with autocast(), cross_rank.across_ranks(distributed.gather_rows_with_grad):
-                if reweight is not None:  # weights from the batch's own losses
-                    reweight.prepare(objective, batch)
-                with aux.collect(all_sum=distributed.all_sum) as emitted:  # e.g. load balance
-                    out = objective(batch)
-            rw_metrics = reweight.pop_stats() if reweight is not None else {}
-            # normalised over the global batch, the layers' auxiliary terms included
-            loss, loss_value, aux_values = global_loss(out, world, emitted.terms)
-            (loss / tc.grad_accum).backward()
-            if out.sample_losses is not None:  # every rank observes the whole global batch
-                sampler.observe(all_indices, distributed.all_gather(out.sample_losses))
-            step_metrics = out.metrics | emitted.metrics | aux_values | rw_metrics
-            for key, value in (step_metrics | {"loss": loss_value}).items():
-                sums[key] = sums.get(key, 0.0) + value / tc.grad_accum
+        sums = accumulate_gradients(
+            objective,
+            sampler,
+            train_source,
+            tc=tc,
+            phase=phase,
+            phases=phases,
+            step=step,
+            total_steps=total_steps,
+            device=device,
+            reweight=reweight,
+            autocast=autocast,
+        )
         if not math.isfinite(sums["loss"]):  # the global value: every rank stops here together
             good = latest_checkpoint(run_dir)
             raise TrainingDiverged(
@@ -354,24 +317,15 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         tokens_seen += tokens_per_step
         window_tokens += tokens_per_step
         ledger.charge_tokens(tokens_per_step, units_per_token)
-        ledger.exposure = [*carried, *objective.exposure(step * tc.grad_accum, B)]  # e.g. replay
+        ledger.exposure = [*carried, *objective.exposure(step * tc.grad_accum, phase.batch_size)]
 
         if step % tc.log_every == 0 or step == total_steps:
             elapsed = time.perf_counter() - t_window
             tok_s = window_tokens / max(elapsed, 1e-9)
             last = distributed.mean_metrics(sums)
-            row = {
-                "step": step,
-                **last,
-                "lr": lr,
-                "grad_norm": grad_norm.item(),
-                "tokens": tokens_seen,
-                "words": ledger.words_seen,
-                "epoch": epochs_before + sampler.epochs,
-                "tokens_per_s": tok_s * world,
-                "mfu": flops.rate * tok_s / peak,
-                "flops": flops.done(tokens_seen),
-            }
+            row = {"step": step, **last, "lr": lr, "grad_norm": grad_norm.item()}
+            epoch = epochs_before + sampler.epochs
+            row |= throughput(tokens_seen, ledger.words_seen, epoch, tok_s, world, flops, peak)
             if main:
                 metrics.write(row)
                 eta = (total_steps - step) * (time.perf_counter() - t_start)
@@ -381,11 +335,9 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         # Time spent evaluating and checkpointing is kept out of the tokens/s window.
         t_pause = time.perf_counter()
         if (tc.eval_every and step % tc.eval_every == 0) or step == total_steps:
-            val = validate(objective, valid_source, cfg, device, autocast, world)
-            val.update(objective.extra_validation(autocast))  # e.g. an old domain's loss
-            if pathway_ids is not None:  # MoE routing on fixed training windows (grokking)
-                with autocast():
-                    val.update(pathway_metrics(model, pathway_ids, objective.kind == "causal"))
+            val = evaluate(
+                objective, valid_source, cfg, device, autocast, world, model, pathway_ids
+            )
             if main:
                 metrics.write({"step": step, "words": ledger.words_seen, **val})
                 log.info("step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in val.items()))
@@ -400,16 +352,10 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             checkpoint(word_mark=crossed[-1] if crossed else None)
         t_window += time.perf_counter() - t_pause
 
-    if cfg.eval.blimp_data and objective.kind in TEXT_KINDS:  # images have no BLiMP
-        final = model
-        if sharded:  # rank 0 scores alone, so it gets a whole copy (every rank gathers)
-            whole = full_state(model)
-            final = initial_model(cfg).to(device)
-            final.load_state_dict(whole)
-        blimp = score_blimp(cfg, final, objective.kind, ledger) if main else {}
-        if blimp:
-            metrics.write({"step": step, "words": ledger.words_seen, **blimp})
-            last.update(blimp)
+    blimp = final_blimp(cfg, model, objective.kind, ledger, sharded, device)
+    if blimp:
+        metrics.write({"step": step, "words": ledger.words_seen, **blimp})
+        last.update(blimp)
     distributed.shutdown()
     return {
         "run_dir": str(run_dir),

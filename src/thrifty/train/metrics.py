@@ -102,6 +102,26 @@ def peak_flops(device: torch.device) -> float:
     return measure_matmul_peak()
 
 
+def throughput(
+    tokens: int,
+    words: float,
+    epoch: float,
+    tokens_per_s: float,
+    world: int,
+    flops: FlopsCount,
+    peak: float,
+) -> dict:
+    """The progress and speed columns of a training row in metrics.jsonl."""
+    return {
+        "tokens": tokens,
+        "words": words,
+        "epoch": epoch,
+        "tokens_per_s": tokens_per_s * world,
+        "mfu": flops.rate * tokens_per_s / peak,
+        "flops": flops.done(tokens),
+    }
+
+
 def step_line(row: dict, total_steps: int, eta_seconds: float, unit: str = "words") -> str:
     """The console line of a logged training row (metrics.jsonl's keys; ``words`` counts the
     ledger's ``unit``)."""

@@ -4,6 +4,7 @@ model's ledger."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +30,19 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return device
+
+
+def precision(tc, device: torch.device):
+    """A factory of the forward pass's precision context: bf16 autocast where
+    ``train.precision`` asks for it (``auto``: on CUDA), else full precision."""
+    use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and device.type == "cuda")
+
+    def autocast():
+        if use_bf16:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    return autocast
 
 
 def fit_to_data(cfg: RunConfig) -> tuple[RunConfig, DataSource, DataSource]:

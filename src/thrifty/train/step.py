@@ -1,0 +1,92 @@
+"""The gradients of one optimizer step: its micro-batches, each forward, the global batch's
+loss, backward. The loop around it steps, logs, evaluates and checkpoints."""
+
+from __future__ import annotations
+
+import torch
+
+from thrifty.config import TrainConfig
+from thrifty.data.source import DataSource
+from thrifty.models import aux
+from thrifty.objectives import Batch, Objective, Output, cross_rank
+from thrifty.objectives.reweighting import Reweighting
+from thrifty.train import distributed
+from thrifty.train.curriculum import Phase, samples_before
+from thrifty.train.global_loss import global_loss
+
+
+def forward_backward(
+    objective: Objective,
+    batch: Batch,
+    *,
+    world: int,
+    grad_accum: int,
+    reweight: Reweighting | None,
+    autocast,
+) -> tuple[Output, dict]:
+    """Run ``objective`` on this rank's share of a micro-batch and backpropagate its part of the
+    global loss (scaled for ``grad_accum``); returns the output and the micro-batch's metrics:
+    the objective's, the layers' auxiliary terms, the reweighting's and the global ``loss``."""
+    # contrastive objectives compare their rows with every rank's (cross_rank)
+    with autocast(), cross_rank.across_ranks(distributed.gather_rows_with_grad):
+        if reweight is not None:  # weights from the batch's own losses
+            reweight.prepare(objective, batch)
+        with aux.collect(all_sum=distributed.all_sum) as emitted:  # e.g. load balance
+            out = objective(batch)
+    rw_metrics = reweight.pop_stats() if reweight is not None else {}
+    # normalised over the global batch, the layers' auxiliary terms included
+    loss, loss_value, aux_values = global_loss(out, world, emitted.terms)
+    (loss / grad_accum).backward()
+    return out, out.metrics | emitted.metrics | aux_values | rw_metrics | {"loss": loss_value}
+
+
+def accumulate_gradients(
+    objective: Objective,
+    sampler,
+    source: DataSource,
+    *,
+    tc: TrainConfig,
+    phase: Phase,
+    phases: list[Phase],
+    step: int,
+    total_steps: int,
+    device: torch.device,
+    reweight: Reweighting | None,
+    autocast,
+) -> dict:
+    """Backpropagate the ``tc.grad_accum`` micro-batches of ``step``; their mean metrics.
+
+    Every rank draws the whole global micro-batch's indices from the same sampler and takes
+    its own slice, so the samples, and the randomness keyed to them, are the same at every
+    world size.
+    """
+    rank, world = distributed.world()
+    T, B = phase.seq_len, phase.batch_size
+    sums: dict = {}
+    for micro in range(tc.grad_accum):
+        all_indices, weights = sampler.next_indices(B * world)
+        indices = all_indices[rank * B : (rank + 1) * B]
+        weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
+        fields = source.batch(indices, T)
+        batch = Batch.of(
+            {k: v.to(device, non_blocking=True) for k, v in fields.items()},
+            weights=weights,
+            progress=step / total_steps,
+            micro=step * tc.grad_accum + micro,
+            rows=torch.arange(rank * B, (rank + 1) * B),  # places in the global micro-batch
+            global_rows=B * world,
+            first_sample=samples_before(phases, step, tc.grad_accum, world) + micro * B * world,
+        )
+        out, micro_metrics = forward_backward(
+            objective,
+            batch,
+            world=world,
+            grad_accum=tc.grad_accum,
+            reweight=reweight,
+            autocast=autocast,
+        )
+        if out.sample_losses is not None:  # every rank observes the whole global batch
+            sampler.observe(all_indices, distributed.all_gather(out.sample_losses))
+        for key, value in micro_metrics.items():
+            sums[key] = sums.get(key, 0.0) + value / tc.grad_accum
+    return sums
