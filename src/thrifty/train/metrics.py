@@ -111,13 +111,15 @@ def throughput(
     flops: FlopsCount,
     peak: float,
 ) -> dict:
-    """The progress and speed columns of a training row in metrics.jsonl."""
+    """The progress and speed columns of a training row in metrics.jsonl: ``tokens_per_s``
+    of the global batch (all ranks together), MFU per device (each rank's share of the work
+    against one device's ``peak``)."""
     return {
         "tokens": tokens,
         "words": words,
         "epoch": epoch,
-        "tokens_per_s": tokens_per_s * world,
-        "mfu": flops.rate * tokens_per_s / peak,
+        "tokens_per_s": tokens_per_s,
+        "mfu": flops.rate * tokens_per_s / world / peak,
         "flops": flops.done(tokens),
     }
 
