@@ -48,3 +48,19 @@ def test_build_optimizer_kinds():
     model = Transformer(ModelConfig(size="nano", vocab_size=50))
     assert isinstance(build_optimizer(model, cfg()), torch.optim.AdamW)
     assert isinstance(build_optimizer(model, cfg(optimizer="lamb")), LAMB)
+
+
+def test_lamb_scales_each_update_by_its_trust_ratio():
+    torch.manual_seed(0)
+    grown, fresh = torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.zeros(3))
+    start = grown.detach().clone()
+    opt = LAMB([grown, fresh], lr=0.1, betas=(0.9, 0.99), weight_decay=0.01)
+    grad = torch.randn(4, 3)
+    grown.grad, fresh.grad = grad, torch.ones(3)
+    opt.step()
+    m, v = 0.1 * grad / (1 - 0.9), 0.01 * grad**2 / (1 - 0.99)
+    update = m / (v.sqrt() + 1e-8) + 0.01 * start
+    expected = start - 0.1 * (start.norm() / update.norm()) * update
+    torch.testing.assert_close(grown.detach(), expected)
+    # a zero weight norm (a fresh bias) has no trust ratio: the update is applied as it is
+    torch.testing.assert_close(fresh.detach(), torch.full((3,), -0.1), rtol=1e-5, atol=1e-6)

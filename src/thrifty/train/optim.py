@@ -75,13 +75,15 @@ class LAMB(torch.optim.Optimizer):
                 m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
                 update = (m / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + group["eps"])
-                ratio = 1.0
                 if group["weight_decay"] > 0:
                     update.add_(p, alpha=group["weight_decay"])
+                    # the trust ratio, 1 where a norm is 0, computed on the device: reading
+                    # the norms back would stall a GPU once per parameter
                     w_norm, u_norm = p.norm(), update.norm()
-                    if w_norm > 0 and u_norm > 0:
-                        ratio = (w_norm / u_norm).item()
-                p.add_(update, alpha=-group["lr"] * ratio)
+                    usable = (w_norm > 0) & (u_norm > 0)
+                    ratio = torch.where(usable, w_norm / torch.where(usable, u_norm, 1.0), 1.0)
+                    update.mul_(ratio)
+                p.add_(update, alpha=-group["lr"])
 
 
 def build_optimizer(
