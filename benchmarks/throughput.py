@@ -183,7 +183,7 @@ def thrifty_contender(args, vocab: int, compile: bool) -> Contender:
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return out.metrics["loss"]
+        return float(out.metrics["loss"])  # read every step, as the HF loop does
 
     name = "thrifty + torch.compile" if compile else "thrifty (eager)"
     flops = model.flops_per_token(args.seq_len)

@@ -25,8 +25,15 @@ class LossTerm:
 
     @property
     def value(self) -> torch.Tensor:
-        """The term on this rank alone (0 where it has no units)."""
-        return self.total / self.count if self.count > 0 else self.total * 0.0
+        """The term on this rank alone (0 where it has no units: the total is then 0).
+
+        Computed on the device, without asking the host whether the count is 0."""
+        return self.total / safe_count(self.count).to(self.total.dtype)
+
+
+def safe_count(count: torch.Tensor) -> torch.Tensor:
+    """``count`` where it is positive, else 1: a divisor for a total that is 0 with it."""
+    return torch.where(count > 0, count, torch.ones_like(count))
 
 
 def combine(terms: dict[str, LossTerm]) -> torch.Tensor:

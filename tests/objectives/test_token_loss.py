@@ -1,4 +1,5 @@
-"""The fused CPU head + cross-entropy must equal the plain logits -> F.cross_entropy path."""
+"""The fused CPU head + cross-entropy, and the dense head of accelerators (every position, no
+gather), must each equal the plain logits -> F.cross_entropy path."""
 
 import pytest
 import torch
@@ -23,7 +24,8 @@ def reference(model, hidden, targets, weights, z_loss):
 @pytest.mark.parametrize("z_loss", [0.0, 1e-2])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("partial", [False, True])
-def test_fused_head_matches_cross_entropy(z_loss, weighted, partial, monkeypatch):
+@pytest.mark.parametrize("path", ["fused", "dense"])
+def test_head_matches_cross_entropy(z_loss, weighted, partial, path, monkeypatch):
     import thrifty.objectives.base as base
 
     monkeypatch.setattr(base, "HEAD_CHUNK_LOGITS", 97 * 7)  # several chunks with a ragged tail
@@ -36,7 +38,10 @@ def test_fused_head_matches_cross_entropy(z_loss, weighted, partial, monkeypatch
         targets[:, 0] = 5  # every row supervises at least one position
     weights = torch.tensor([0.1, 0.2, 0.3, 0.4]) if weighted else None
 
-    term, per_row, _ = token_term(model, hidden, targets, weights, z_loss)
+    if path == "fused":
+        term, per_row, _ = token_term(model, hidden, targets, weights, z_loss)
+    else:
+        term, per_row, _ = base._dense_token_term(model, hidden, targets, weights, z_loss, None)
     loss = term.value
     (3.0 * loss).backward()
     got = (hidden.grad.clone(), model.embed.weight.grad.clone())

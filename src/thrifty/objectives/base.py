@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thrifty.losses import LossTerm, combine
+from thrifty.losses import LossTerm, combine, safe_count
 from thrifty.model_kind import ModelKind
 from thrifty.models.transformer import Transformer
 from thrifty.objectives.randomness import RowRandom
@@ -299,7 +299,8 @@ def token_term(
     weights: torch.Tensor | None,
     z_loss: float = 0.0,
     reweight: Callable | None = None,
-) -> tuple[LossTerm, torch.Tensor, dict[str, float]]:
+    dense: bool = False,
+) -> tuple[LossTerm, torch.Tensor, dict]:
     """Cross-entropy of ``targets`` (B, T; IGNORE where unsupervised) read from ``hidden``.
 
     The LM head runs only on supervised positions (MLM supervises ~15% of them). Returns the
@@ -308,14 +309,23 @@ def token_term(
     ``reweight`` (``Batch.reweight``) turns the per-row losses into the weights w_i, with no
     gradient through them; that needs the losses before the gradient, so it takes the unfused
     path below (one pass; the fused head wants its token coefficients up front).
+
+    ``dense``: the targets supervise (nearly) every position, as next-token prediction's do.
+    Off the fp32 CPU path the head then reads every position, IGNORE ones masked out of the
+    sums, instead of gathering the supervised ones first: gathering sizes a tensor by a count
+    the host must read from the device, a wait in every step. Metrics are 0-dim tensors where
+    they come from the device, so the loop reads them only when it logs.
     """
+    head = model.embed.weight  # the tied head: model.logits(h) == h @ head.T
+    fp32 = hidden.dtype == head.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    cpu_fused = hidden.device.type == "cpu" and fp32 and reweight is None
+    if dense and not cpu_fused:
+        return _dense_token_term(model, hidden, targets, weights, z_loss, reweight)
     supervised = targets != IGNORE  # (B, T)
     h, y = hidden[supervised], targets[supervised]  # (N, C), (N,)
     rows = supervised.nonzero()[:, 0]
     counts = supervised.sum(1).clamp(min=1)
-    head = model.embed.weight  # the tied head: model.logits(h) == h @ head.T
-    fp32 = h.dtype == head.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-    if h.device.type == "cpu" and fp32 and y.numel() and reweight is None:
+    if cpu_fused and y.numel():
         # fp32 on CPU: the fused, chunked head + loss (same values, far less memory traffic).
         # Token weights: the sum is Σ_t coef_t · loss_t, coef_t = w_row / count_row or 1.
         coef = (weights / counts)[rows].to(h.dtype) if weights is not None else h.new_ones(y.shape)
@@ -339,5 +349,38 @@ def token_term(
     else:
         term = LossTerm(losses.sum(), torch.tensor(float(y.numel()), device=losses.device))
     with torch.no_grad():
-        acc = (logits.argmax(-1) == y).float().mean().item() if y.numel() else 0.0
+        acc = (logits.argmax(-1) == y).float().mean() if y.numel() else 0.0
     return term, per_row.detach(), {"accuracy": acc, "supervised": float(y.numel())}
+
+
+def _dense_token_term(
+    model: Transformer,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor | None,
+    z_loss: float,
+    reweight: Callable | None,
+) -> tuple[LossTerm, torch.Tensor, dict]:
+    """``token_term`` on every position (``dense=True``): the same values, with no count
+    read back to the host."""
+    supervised = targets != IGNORE  # (B, T)
+    logits = model.logits(hidden).float()  # (B, T, V)
+    flat = F.cross_entropy(
+        logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none"
+    )
+    losses = flat.view_as(targets)  # 0 where unsupervised
+    if z_loss:
+        losses = losses + z_loss * torch.logsumexp(logits, dim=-1).pow(2) * supervised
+    per_row_count = supervised.sum(1)
+    per_row = losses.sum(1) / per_row_count.clamp(min=1)
+    if reweight is not None:
+        weights = reweight(per_row.detach(), weights)
+    count = per_row_count.sum()
+    if weights is not None:
+        term = LossTerm((weights * per_row).sum(), weights.sum().detach())
+    else:
+        term = LossTerm(losses.sum(), count.to(losses.dtype))
+    with torch.no_grad():
+        hits = ((logits.argmax(-1) == targets) & supervised).sum()
+        acc = hits / safe_count(count)
+    return term, per_row.detach(), {"accuracy": acc, "supervised": count}

@@ -20,8 +20,14 @@ class CausalLM(Objective):
     def __call__(self, batch: Batch) -> Output:
         hidden = self.model(batch.ids[:, :-1], causal=True)
         term, per_row, metrics = token_term(
-            self.model, hidden, batch.ids[:, 1:], batch.weights, self.cfg.z_loss, batch.reweight
+            self.model,
+            hidden,
+            batch.ids[:, 1:],
+            batch.weights,
+            self.cfg.z_loss,
+            batch.reweight,
+            dense=True,  # every position predicts the next token
         )
         loss = term.value
-        out = {"loss": loss.item(), "accuracy": metrics["accuracy"]}
+        out = {"loss": loss.detach(), "accuracy": metrics["accuracy"]}
         return Output(loss, out, per_row, {"lm": term})

@@ -40,5 +40,5 @@ class MaskedLM(Objective):
             self.model, hidden, targets, batch.weights, self.cfg.z_loss, batch.reweight
         )
         loss = term.value
-        out = {"loss": loss.item(), "mlm_accuracy": metrics["accuracy"]}
+        out = {"loss": loss.detach(), "mlm_accuracy": metrics["accuracy"]}
         return Output(loss, out, per_row, {"mlm": term})

@@ -289,7 +289,7 @@ class Replay(Objective):
             for i, part in enumerate(self.old_valid.split(VALID_BATCH)):
                 with autocast():
                     out = self.base(Batch(part.to(device), progress=1.0, micro=-1 - i))
-                total += out.metrics["loss"] * len(part)
+                total += float(out.metrics["loss"]) * len(part)
                 count += len(part)
         finally:
             self.model.train(was_training)

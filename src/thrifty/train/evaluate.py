@@ -46,7 +46,7 @@ def validate(
             for key, value in out.metrics.items():
                 totals[key] = totals.get(key, 0.0) + value
             batches += 1
-    return {f"val_{k}": v / max(batches, 1) for k, v in totals.items()}
+    return {f"val_{k}": float(v) / max(batches, 1) for k, v in totals.items()}
 
 
 def evaluate(

@@ -15,28 +15,34 @@ from __future__ import annotations
 
 import torch
 
-from thrifty.losses import LossTerm
+from thrifty.losses import LossTerm, safe_count
 from thrifty.objectives import Output
 from thrifty.train import distributed
 
 
-def _normalised(terms: list[LossTerm]) -> tuple[list[torch.Tensor | None], list[float]]:
-    """Each term's differentiable ``weight · total / global count`` (None where the global
-    count is 0) and its global value, with one collective for all of them."""
+def _normalised(terms: list[LossTerm]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """Each term's differentiable ``weight · total / global count`` (0, with no gradient, where
+    the global count is 0: the total is then 0 on every rank) and the global values, with one
+    collective for all of them. Everything stays on the device: nothing is read back."""
     if not terms:
-        return [], []
-    local = [[t.count.detach().double().cpu(), t.total.detach().double().cpu()] for t in terms]
-    summed = distributed.all_sum(torch.stack([torch.stack(pair) for pair in local])).tolist()
-    parts = [t.weight * t.total / c if c > 0 else None for t, (c, _) in zip(terms, summed)]
-    values = [t.weight * total / c if c > 0 else 0.0 for t, (c, total) in zip(terms, summed)]
-    return parts, values
+        return [], None
+    device = terms[0].total.device
+    exact = torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
+    local = torch.stack(
+        [torch.stack([t.count.detach(), t.total.detach()]).to(device, exact) for t in terms]
+    )
+    summed = distributed.all_sum(local)
+    counts = safe_count(summed[:, 0])
+    parts = [t.weight * t.total / counts[i].to(t.total.dtype) for i, t in enumerate(terms)]
+    weights = torch.tensor([t.weight for t in terms], dtype=exact, device=device)
+    return parts, weights * summed[:, 1] / counts
 
 
 def global_loss(
     out: Output, world: int, aux: dict[str, LossTerm] | None = None
-) -> tuple[torch.Tensor, float, dict[str, float]]:
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """(the loss this rank backpropagates, the global batch's loss value, each aux term's
-    global value).
+    global value); the values are 0-dim tensors on the device, read at logging steps.
 
     The values are the same on every rank, so a loss that turns NaN or infinite on one rank
     is seen as such by all of them, and they stop together.
@@ -44,10 +50,11 @@ def global_loss(
     aux = aux or {}
     own = list(out.terms.values()) if out.terms is not None else []  # same names on every rank
     parts, values = _normalised(own + list(aux.values()))
-    aux_values = dict(zip(aux, values[len(own) :], strict=True))
-    extra = sum(p for p in parts[len(own) :] if p is not None)
+    aux_values = {name: values[len(own) + i] for i, name in enumerate(aux)}
+    extra = sum(parts[len(own) :])
     if out.terms is None:  # a plain loss: averaged over ranks as it is
-        return out.loss + extra * world, distributed.mean(out.loss.item()), aux_values
-    present = [p for p in parts if p is not None]
-    share = sum(present) if present else out.loss * 0.0  # nothing supervised: no gradient
-    return share * world, sum(values[: len(own)]), aux_values
+        value = distributed.all_sum(out.loss.detach()) / world
+        return out.loss + extra * world, value, aux_values
+    share = sum(parts) if parts else out.loss * 0.0  # the aux terms too; none: no gradient
+    value = values[: len(own)].sum() if own else out.loss.detach() * 0.0
+    return share * world, value, aux_values

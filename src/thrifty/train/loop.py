@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +25,6 @@ from thrifty.eval.pathways import moe_layers
 from thrifty.objectives import OBJECTIVES
 from thrifty.objectives.randomness import stream_seed
 from thrifty.objectives.reweighting import Reweighting
-from thrifty.runs import latest_checkpoint
 from thrifty.train import distributed
 from thrifty.train.checkpoint import load_training_state, rng_state, save_checkpoint
 from thrifty.train.curriculum import Phase, phase_at, plan_phases
@@ -53,14 +51,15 @@ from thrifty.train.start import (
     resume_point,
     start_from,
 )
-from thrifty.train.step import accumulate_gradients
+from thrifty.train.step import (  # TrainingDiverged: what train() raises
+    DivergenceWatch,
+    TrainingDiverged,  # noqa: F401
+    accumulate_gradients,
+    read_metrics,
+)
 from thrifty.train.tracking import open_sinks
 
 log = logging.getLogger("thrifty.train")
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
 
 
 def train(cfg: RunConfig, resume: str | None = None) -> dict:
@@ -263,6 +262,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     model.train()
     start_step, t_start = step, time.perf_counter()
     t_window, window_tokens, last = time.perf_counter(), 0, {}
+    diverged = DivergenceWatch()
     while step < total_steps:
         if step == dense_from and not dense_now:
             optimizer, names = switch_to_dense(model, optimizer, new_optimizer)
@@ -298,12 +298,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             reweight=reweight,
             autocast=autocast,
         )
-        if not math.isfinite(sums["loss"]):  # the global value: every rank stops here together
-            good = latest_checkpoint(run_dir)
-            raise TrainingDiverged(
-                f"loss became {sums['loss']} at step {step + 1}; stopped. Last good checkpoint: "
-                f"{good or 'none'}. Try a lower train.lr or train.grad_clip"
-            )
+        diverged.observe(step + 1, sums["loss"])  # read at the next log, eval or checkpoint
         if not sharded:  # fsdp averaged the model's gradients (reduce-scatter) in backward
             distributed.average_gradients(*trained)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf"))
@@ -319,10 +314,20 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         ledger.charge_tokens(tokens_per_step, units_per_token)
         ledger.exposure = [*carried, *objective.exposure(step * tc.grad_accum, phase.batch_size)]
 
-        if step % tc.log_every == 0 or step == total_steps:
+        crossed = [m for m in marks if words_before < m <= ledger.words_seen]
+        evaluating = (tc.eval_every and step % tc.eval_every == 0) or step == total_steps
+        saving = (
+            crossed
+            or step == total_steps
+            or (tc.checkpoint_every and step % tc.checkpoint_every == 0)
+        )
+        logging_now = step % tc.log_every == 0 or step == total_steps
+        if logging_now or evaluating or saving:  # a read: the step's queued work is done
+            diverged.check(run_dir)
+        if logging_now:
             elapsed = time.perf_counter() - t_window
             tok_s = window_tokens / max(elapsed, 1e-9)
-            last = distributed.mean_metrics(sums)
+            last = distributed.mean_metrics(read_metrics(sums))
             row = {"step": step, **last, "lr": lr, "grad_norm": grad_norm.item()}
             epoch = epochs_before + sampler.epochs
             row |= throughput(tokens_seen, ledger.words_seen, epoch, tok_s, world, flops, peak)
@@ -334,7 +339,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
 
         # Time spent evaluating and checkpointing is kept out of the tokens/s window.
         t_pause = time.perf_counter()
-        if (tc.eval_every and step % tc.eval_every == 0) or step == total_steps:
+        if evaluating:
             val = evaluate(
                 objective, valid_source, cfg, device, autocast, world, model, pathway_ids
             )
@@ -343,12 +348,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
                 log.info("step %d | %s", step, " | ".join(f"{k} {v:.4f}" for k, v in val.items()))
             last.update(val)
 
-        crossed = [m for m in marks if words_before < m <= ledger.words_seen]
-        if (
-            crossed
-            or step == total_steps
-            or (tc.checkpoint_every and step % tc.checkpoint_every == 0)
-        ):
+        if saving:
             checkpoint(word_mark=crossed[-1] if crossed else None)
         t_window += time.perf_counter() - t_pause
 

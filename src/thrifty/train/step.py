@@ -1,15 +1,26 @@
 """The gradients of one optimizer step: its micro-batches, each forward, the global batch's
-loss, backward. The loop around it steps, logs, evaluates and checkpoints."""
+loss, backward. The loop around it steps, logs, evaluates and checkpoints.
+
+Nothing here reads a value back from the device: metrics stay 0-dim tensors, summed on the
+device, until the loop logs them (``read_metrics``), and a NaN or infinite loss is noted on the
+device (``DivergenceWatch``) and raised at the next logging, evaluation or checkpoint step,
+before anything is written. On a GPU the host can then queue the next step while this one runs.
+"""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import torch
 
 from thrifty.config import TrainConfig
 from thrifty.data.source import DataSource
+from thrifty.errors import UserError
 from thrifty.models import aux
 from thrifty.objectives import Batch, Objective, Output, cross_rank
 from thrifty.objectives.reweighting import Reweighting
+from thrifty.runs import latest_checkpoint
 from thrifty.train import distributed
 from thrifty.train.curriculum import Phase, samples_before
 from thrifty.train.global_loss import global_loss
@@ -69,7 +80,7 @@ def accumulate_gradients(
         weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
         fields = source.batch(indices, T)
         batch = Batch.of(
-            {k: v.to(device, non_blocking=True) for k, v in fields.items()},
+            {k: to_device(v, device) for k, v in fields.items()},
             weights=weights,
             progress=step / total_steps,
             micro=step * tc.grad_accum + micro,
@@ -90,3 +101,51 @@ def accumulate_gradients(
         for key, value in micro_metrics.items():
             sums[key] = sums.get(key, 0.0) + value / tc.grad_accum
     return sums
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch's field on the training device. On CUDA it goes through pinned host memory, so
+    the copy is queued like a kernel and the host does not wait for it."""
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+def read_metrics(sums: dict) -> dict[str, float]:
+    """A step's metrics as floats: the one read of the device, at logging steps."""
+    return {k: float(v) for k, v in sums.items()}
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+class DivergenceWatch:
+    """The first step whose global loss was NaN or infinite, and that loss, kept on the device.
+
+    The global loss is the same on every rank, so every rank raises at the same check.
+    """
+
+    def __init__(self) -> None:
+        self.step: torch.Tensor | None = None  # 0 while every loss was finite
+        self.loss: torch.Tensor | None = None
+
+    def observe(self, step: int, loss: torch.Tensor | float) -> None:
+        loss = torch.as_tensor(loss).detach()
+        if self.step is None:
+            self.step = torch.zeros((), dtype=torch.long, device=loss.device)
+            self.loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        first = ~torch.isfinite(loss) & (self.step == 0)
+        self.step = torch.where(first, step, self.step)
+        self.loss = torch.where(first, loss, self.loss)
+
+    def check(self, run_dir: Path) -> None:
+        """Raise ``TrainingDiverged`` if a loss so far was NaN or infinite (a read)."""
+        if self.step is None or int(self.step) == 0:
+            return
+        loss = float(self.loss)
+        assert not math.isfinite(loss)
+        raise TrainingDiverged(
+            f"loss became {loss} at step {int(self.step)}; stopped. Last good checkpoint: "
+            f"{latest_checkpoint(run_dir) or 'none'}. Try a lower train.lr or train.grad_clip"
+        )

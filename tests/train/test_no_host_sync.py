@@ -1,0 +1,96 @@
+"""The training step never reads a device value back to the host between logging steps.
+
+On a GPU each read (``.item()``, ``bool(t)``, ``.tolist()``, ``.cpu()``, a boolean mask, a
+``nonzero``) stalls the host until the device has caught up, so the next step cannot be queued
+while this one runs. This machine has no GPU, so the reads are counted on CPU: a dispatch mode
+marks every tensor computed from the model's parameters or from a batch's inputs (what would
+live on the device) and counts the operations that read a marked tensor's values on the host
+or size an output by them. The count of a run that logs once must not grow with its steps.
+"""
+
+import weakref
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from thrifty.objectives import base
+from thrifty.train.loop import train
+
+aten = torch.ops.aten
+READS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default}
+
+
+class HostReads(TorchDispatchMode):
+    """Counts host reads of tensors that would be on the device (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_device: dict[int, weakref.ref] = {}  # by id: tensors compare elementwise
+        self.reads: list[str] = []
+
+    def mark(self, tensors) -> None:
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                key = id(t)
+                self.on_device[key] = weakref.ref(t, lambda _, k=key: self.on_device.pop(k, None))
+
+    def is_marked(self, t) -> bool:
+        if not isinstance(t, torch.Tensor):
+            return False
+        ref = self.on_device.get(id(t))
+        return t.requires_grad or (ref is not None and ref() is t)
+
+    def note(self, what: str) -> None:
+        self.reads.append(what)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        flat, _ = tree_flatten((args, kwargs or {}))
+        marked = any(self.is_marked(t) for t in flat)
+        boolean_index = func is aten.index.Tensor and any(
+            isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in flat[1:]
+        )
+        if marked and (func in READS or boolean_index):
+            self.note(str(func))
+        out = func(*args, **(kwargs or {}))
+        if marked:
+            self.mark(tree_flatten(out)[0])
+        return out
+
+
+def count_reads(cfg, monkeypatch) -> list[str]:
+    mode = HostReads()
+    original_of = base.Batch.of.__func__
+
+    def batch_of(cls, fields, **kwargs):  # a batch's inputs are on the device
+        mode.mark(fields.values())
+        return original_of(cls, fields, **kwargs)
+
+    monkeypatch.setattr(base.Batch, "of", classmethod(batch_of))
+    for name in ("tolist", "cpu", "numpy"):  # reads that do not pass the dispatcher
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if mode.is_marked(self):
+                mode.note(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    with mode:
+        train(cfg)
+    monkeypatch.undo()
+    return mode.reads
+
+
+@pytest.mark.parametrize("objective", ["causal_lm"])
+def test_steps_between_logs_read_nothing_back(nano_cfg, monkeypatch, objective):
+    # bf16 autocast is the path a GPU run takes (the fp32 CPU head is a fused kernel of its own)
+    common = ("train.precision=bf16", "train.eval_every=0", f"objective.name={objective}")
+    reads = {}
+    for steps in (3, 9):
+        cfg = nano_cfg(
+            f"name=s{steps}", *common, f"train.max_steps={steps}", f"train.log_every={steps}"
+        )
+        reads[steps] = count_reads(cfg, monkeypatch)
+    assert len(reads[9]) == len(reads[3]), sorted(reads[9])
