@@ -57,7 +57,8 @@ def document_mask(ids: torch.Tensor, causal: bool, mask: torch.Tensor | None) ->
     document = (ids == BOS_ID).cumsum(1)  # (B, T): index of the document each token is in
     allowed = document[:, :, None] == document[:, None, :]  # (B, T, T) query x key
     if causal:
-        allowed &= torch.ones_like(allowed[0]).tril()
+        T = ids.shape[1]
+        allowed &= torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
     allowed = allowed[:, None]
     return allowed if mask is None else allowed & mask
 

@@ -22,7 +22,6 @@ from thrifty.objectives.base import (
     IGNORE,
     OBJECTIVES,
     Batch,
-    LossTerm,
     Objective,
     Output,
     combine,
@@ -121,36 +120,31 @@ class GPTBERT(Objective):
         if self.cfg.mix == "per_example":  # each part weighs what share of the rows it has
             frac = n_causal / batch.total_rows
         w = batch.weights
-        terms, per_row, metrics = {}, torch.zeros(len(causal)), {"mask_rate": rate}
-        # Loss-based weights are normalised per part over all ranks' rows, in one gather per
-        # part: a rank without rows of a part that exists globally joins it with none.
-        empty = torch.zeros(0, device=batch.ids.device)
-        if causal.any():
+        per_row = torch.zeros(len(causal), device=batch.ids.device)
+        terms, metrics = {}, {"mask_rate": rate}
+        # A rank runs every part the global micro-batch has, on no rows where it holds none of
+        # that part: its term is then 0 / 0 (exact zeros for the gradient), loss-based weights
+        # are still normalised over all ranks' rows of the part (one gather each), and a sharded
+        # model's forwards, which are collectives, are the same on every rank.
+        has_causal = n_causal > 0 if within else bool(causal.any())
+        if has_causal:
             wc = w[causal] if w is not None else None
             term, rows, _ = self.causal_part(batch.ids[causal], wc, batch.reweight)
             terms["causal"] = replace(term, weight=frac)
-            per_row[causal] = rows.cpu()
-            metrics["causal_loss"] = term.value.item()
-        elif batch.reweight is not None and within and n_causal > 0:
-            batch.reweight(empty, None if w is None else w[causal])
-        if not causal.all():
+            per_row[causal] = rows
+            if causal.any():  # a rank without causal rows reports no causal loss
+                metrics["causal_loss"] = term.value.detach()
+        has_masked = n_causal < batch.total_rows if within else not bool(causal.all())
+        if has_masked:
             wm = w[~causal] if w is not None else None
             random = self.random(batch, "mask").select(~causal)
             term, rows, m = self.masked_part(batch.ids[~causal], wm, rate, random, batch.reweight)
             terms["mntp"] = replace(term, weight=1 - frac)
-            per_row[~causal] = rows.cpu()
-            metrics.update(mntp_loss=term.value.item(), mntp_accuracy=m["accuracy"])
-        elif batch.reweight is not None and within and n_causal < batch.total_rows:
-            batch.reweight(empty, None if w is None else w[~causal])
-        if within:  # every rank reports the parts the global batch has, rows or not
-            zero = torch.zeros((), device=batch.ids.device)
-            if n_causal > 0:
-                terms.setdefault("causal", LossTerm(zero, zero, frac))
-            if n_causal < batch.total_rows:
-                terms.setdefault("mntp", LossTerm(zero, zero, 1 - frac))
-        terms = {k: terms[k] for k in ("causal", "mntp") if k in terms}  # one order on all ranks
+            per_row[~causal] = rows
+            if not causal.all():
+                metrics.update(mntp_loss=term.value.detach(), mntp_accuracy=m["accuracy"])
         if len(terms) == 1:  # one part in the whole step: it is the loss
             terms = {k: replace(t, weight=1.0) for k, t in terms.items()}
         loss = combine(terms)
-        metrics["loss"] = loss.item()
-        return Output(loss, metrics, per_row.to(batch.ids.device), terms)
+        metrics["loss"] = loss.detach()
+        return Output(loss, metrics, per_row, terms)

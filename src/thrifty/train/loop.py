@@ -39,9 +39,11 @@ from thrifty.train.sharding import (
     full_norm,
     full_optimizer_state,
     full_state,
+    full_tensors,
     load_sharded_optimizer_state,
     refuse_unsupported,
     shard,
+    shard_like,
 )
 from thrifty.train.start import (
     fit_to_data,
@@ -174,6 +176,8 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             log.info("initialised from %s", start)
     if sharded:  # the weights were loaded whole above; from here each rank holds a slice
         shard(model)
+        if ema is not None:  # the average is kept in the same slices as the weights
+            shard_like(ema.average, model)
         optimizer = new_optimizer()  # fully_shard replaced the parameters it points at
         if ckpt is not None:
             load_sharded_optimizer_state(optimizer, optim_state)
@@ -215,7 +219,11 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
 
     def checkpoint(word_mark: int | None = None) -> None:
         # sharded: every rank joins the gathers of the whole state, then rank 0 writes it
-        gathered = (full_state(model), full_optimizer_state(optimizer)) if sharded else None
+        whole_ema = ema.state_dict() if ema is not None else None
+        gathered = None
+        if sharded:
+            gathered = (full_state(model), full_optimizer_state(optimizer))
+            whole_ema = full_tensors(whole_ema) if whole_ema is not None else None
         if not main:
             return
         model_state, optim_state = gathered or (model.state_dict(), optimizer.state_dict())
@@ -239,7 +247,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             step,
             model_state=model_state,
             objective_state=owned.state_dict() if owned is not None else None,
-            ema_state=ema.state_dict() if ema is not None else None,
+            ema_state=whole_ema,
             optim_state=optim_state,
             rng=rng,
             state=state,

@@ -22,12 +22,13 @@ state, read by every rank from the same file, is cut back to each rank's slice. 
 is torchrun's whole process group, so several nodes work through its rendezvous.
 
 Every forward of a sharded model all-gathers weights, so every rank must run the same number
-of forward passes per micro-batch. Refused with fsdp (``refuse_unsupported``), at any world
-size so that a config fails before it is launched: ``train.ema_decay``, ``train.densify_at``
-and ``train.compile`` (untested on sharded weights); objectives with networks of their own
+of forward passes per micro-batch: GPT-BERT runs both of its parts on every rank, on no rows
+where a rank holds none of one. Refused with fsdp (``refuse_unsupported``), at any world
+size so that a config fails before it is launched: ``train.densify_at`` and ``train.compile``
+(untested on sharded weights); objectives with networks of their own
 (ELECTRA, MCL, ...), whose parameters would mix sharded and whole tensors in one optimizer
-and one gradient clip; and GPT-BERT, whose causal pass runs only on the ranks that hold causal
-rows. ``causal_lm`` and ``masked_lm`` are tested against one process.
+and one gradient clip. ``causal_lm``, ``masked_lm`` and ``gpt_bert`` are tested against one
+process.
 """
 
 from __future__ import annotations
@@ -40,19 +41,13 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 from thrifty.config import TrainConfig
 from thrifty.errors import UserError
 
-# Objectives whose ranks may run different numbers of forward passes in one micro-batch
-# (GPT-BERT runs its causal part only on the ranks that hold causal rows): every forward of a
-# sharded model is a collective, so the ranks would wait on each other forever.
-UNEVEN_FORWARDS = {"gpt_bert"}
-
 
 def refuse_unsupported(tc: TrainConfig, objective_name: str, owns_networks: bool) -> None:
     """A UserError naming the first setting that ``train.parallel=fsdp`` does not support."""
     refused = {
-        "train.ema_decay": tc.ema_decay is not None,
         "train.densify_at": tc.densify_at is not None,
         "train.compile": tc.compile,
-        f"objective.name={objective_name}": owns_networks or objective_name in UNEVEN_FORWARDS,
+        f"objective.name={objective_name}": owns_networks,
     }
     for key, used in refused.items():
         if used:
@@ -103,6 +98,23 @@ def load_sharded_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) 
                     per_param[k] = distribute_tensor(
                         v.to(p.device), p.device_mesh, p.placements, src_data_rank=None
                     )
+
+
+def shard_like(tensors: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """Cut each whole tensor of ``tensors`` (the moving average of the weights, keyed like the
+    model's state) to this rank's slice of the sharded model's tensor of the same name, in
+    place. Every rank holds the whole tensors, so each cuts its own slice: no scatter."""
+    for name, t in model.state_dict().items():
+        if isinstance(t, DTensor) and not isinstance(tensors[name], DTensor):
+            whole = tensors[name].to(t.device)
+            tensors[name] = distribute_tensor(
+                whole, t.device_mesh, t.placements, src_data_rank=None
+            )
+
+
+def full_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` with each sharded one gathered whole: a collective every rank joins."""
+    return {k: _full(v) for k, v in tensors.items()}
 
 
 def full_norm(norm: torch.Tensor) -> torch.Tensor:
