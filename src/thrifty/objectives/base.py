@@ -40,6 +40,7 @@ from thrifty.model_kind import ModelKind
 from thrifty.models.transformer import Transformer
 from thrifty.objectives.randomness import RowRandom
 from thrifty.registry import Registry
+from thrifty.transfer import to_device
 
 OBJECTIVES = Registry("objective")
 
@@ -73,6 +74,10 @@ class Batch:
     reweight: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
     """Loss-based sample reweighting: maps the detached per-row losses (and ``weights``) of the
     rows ``token_term`` sees to their weights (``thrifty.objectives.reweighting``)."""
+    host: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The data source's fields as it made them, on the host, when ``inputs`` are their copies
+    on a device (the training loop keeps both): what an objective draws against on the host
+    (masks) it reads from here instead of copying back from the device (``host_ids``)."""
 
     @classmethod
     def of(cls, fields: dict[str, torch.Tensor], **kwargs) -> Batch:
@@ -87,6 +92,11 @@ class Batch:
     def local_rows(self) -> int:
         """Rows of this rank's micro-batch."""
         return next(iter(self.inputs.values())).shape[0]
+
+    def host_ids(self) -> torch.Tensor:
+        """``ids`` on the host: the kept host copy, else copied back (a wait for the device)."""
+        kept = self.host.get("ids")
+        return kept if kept is not None else self.ids.cpu()
 
     def positions(self) -> list[int]:
         """Each row's position in the global micro-batch."""
@@ -300,6 +310,7 @@ def token_term(
     z_loss: float = 0.0,
     reweight: Callable | None = None,
     dense: bool = False,
+    supervised: torch.Tensor | None = None,
 ) -> tuple[LossTerm, torch.Tensor, dict]:
     """Cross-entropy of ``targets`` (B, T; IGNORE where unsupervised) read from ``hidden``.
 
@@ -313,18 +324,18 @@ def token_term(
     ``dense``: the targets supervise (nearly) every position, as next-token prediction's do.
     Off the fp32 CPU path the head then reads every position, IGNORE ones masked out of the
     sums, instead of gathering the supervised ones first: gathering sizes a tensor by a count
-    the host must read from the device, a wait in every step. Metrics are 0-dim tensors where
-    they come from the device, so the loop reads them only when it logs.
+    the host must read from the device, a wait in every step. ``supervised``: ``targets !=
+    IGNORE`` on the host, when the caller made the targets from a mask it drew there (masked
+    objectives): the supervised positions are then gathered by indices sent to the device,
+    with no count read back. Metrics are 0-dim tensors where they come from the device, so the
+    loop reads them only when it logs.
     """
     head = model.embed.weight  # the tied head: model.logits(h) == h @ head.T
     fp32 = hidden.dtype == head.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
     cpu_fused = hidden.device.type == "cpu" and fp32 and reweight is None
     if dense and not cpu_fused:
         return _dense_token_term(model, hidden, targets, weights, z_loss, reweight)
-    supervised = targets != IGNORE  # (B, T)
-    h, y = hidden[supervised], targets[supervised]  # (N, C), (N,)
-    rows = supervised.nonzero()[:, 0]
-    counts = supervised.sum(1).clamp(min=1)
+    h, y, rows, counts = _supervised_positions(hidden, targets, supervised)
     if cpu_fused and y.numel():
         # fp32 on CPU: the fused, chunked head + loss (same values, far less memory traffic).
         # Token weights: the sum is Σ_t coef_t · loss_t, coef_t = w_row / count_row or 1.
@@ -347,10 +358,30 @@ def token_term(
     if weights is not None:
         term = LossTerm((weights * per_row).sum(), weights.sum().detach())
     else:
-        term = LossTerm(losses.sum(), torch.tensor(float(y.numel()), device=losses.device))
+        term = LossTerm(losses.sum(), losses.new_full((), float(y.numel())))
     with torch.no_grad():
         acc = (logits.argmax(-1) == y).float().mean() if y.numel() else 0.0
     return term, per_row.detach(), {"accuracy": acc, "supervised": float(y.numel())}
+
+
+def _supervised_positions(
+    hidden: torch.Tensor, targets: torch.Tensor, supervised: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (N, C) hidden states and (N,) targets of the supervised positions, each one's row
+    and every row's count (at least 1). With the host's ``supervised`` mask, by indices copied
+    to the device; else by the device's mask, whose count the host must wait for."""
+    if supervised is None:
+        supervised = targets != IGNORE  # (B, T)
+        rows = supervised.nonzero()[:, 0]
+        counts = supervised.sum(1).clamp(min=1)
+        return hidden[supervised], targets[supervised], rows, counts
+    device, T = hidden.device, targets.shape[1]
+    flat = supervised.flatten().nonzero()[:, 0]  # on the host: no wait
+    at = to_device(flat, device)
+    h = hidden.flatten(0, 1).index_select(0, at)
+    y = targets.flatten().index_select(0, at)
+    rows = to_device(flat // T, device)
+    return h, y, rows, to_device(supervised.sum(1).clamp(min=1), device)
 
 
 def _dense_token_term(

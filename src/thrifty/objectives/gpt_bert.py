@@ -27,8 +27,9 @@ from thrifty.objectives.base import (
     combine,
     token_term,
 )
-from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.masking import Masking, mask_on_host
 from thrifty.objectives.randomness import RowRandom, sample_uniforms
+from thrifty.transfer import to_device
 
 
 @OBJECTIVES.register("gpt_bert")
@@ -66,7 +67,8 @@ class GPTBERT(Objective):
 
     def causal_part(self, ids: torch.Tensor, weights: torch.Tensor | None, reweight=None):
         hidden = self.model(ids[:, :-1], causal=True)
-        return token_term(self.model, hidden, ids[:, 1:], weights, self.cfg.z_loss, reweight)
+        targets = ids[:, 1:]  # every position predicts the next token: the dense head
+        return token_term(self.model, hidden, targets, weights, self.cfg.z_loss, reweight, True)
 
     def masked_part(
         self,
@@ -75,13 +77,19 @@ class GPTBERT(Objective):
         rate: float,
         random: RowRandom,
         reweight=None,
+        host_ids: torch.Tensor | None = None,
     ):
-        corrupted, chosen = mask_tokens(
-            ids, rate, self.cfg.masking, self.model.cfg.vocab_size, random
+        """MNTP on (B, T+1) ``ids``; ``host_ids``: the same rows on the host (else copied back)."""
+        host = ids.cpu() if host_ids is None else host_ids
+        corrupted, chosen = mask_on_host(
+            host, rate, self.cfg.masking, self.model.cfg.vocab_size, random
         )
-        targets = ids[:, 1:].masked_fill(~chosen[:, 1:], IGNORE)  # token j read at j-1
-        hidden = self.model(corrupted[:, :-1], causal=False)
-        return token_term(self.model, hidden, targets, weights, self.cfg.z_loss, reweight)
+        read = chosen[:, 1:]  # token j is read at j-1
+        targets = ids[:, 1:].masked_fill(~to_device(read, ids.device), IGNORE)
+        hidden = self.model(to_device(corrupted[:, :-1], ids.device), causal=False)
+        return token_term(
+            self.model, hidden, targets, weights, self.cfg.z_loss, reweight, supervised=read
+        )
 
     def global_causal(self, batch: Batch) -> torch.Tensor:
         """(rows of the global micro-batch,) bool under ``per_example``: which are causal, by
@@ -120,27 +128,33 @@ class GPTBERT(Objective):
         if self.cfg.mix == "per_example":  # each part weighs what share of the rows it has
             frac = n_causal / batch.total_rows
         w = batch.weights
-        per_row = torch.zeros(len(causal), device=batch.ids.device)
+        device = batch.ids.device
+        per_row = torch.zeros(len(causal), device=device)
         terms, metrics = {}, {"mask_rate": rate}
         # A rank runs every part the global micro-batch has, on no rows where it holds none of
         # that part: its term is then 0 / 0 (exact zeros for the gradient), loss-based weights
         # are still normalised over all ranks' rows of the part (one gather each), and a sharded
         # model's forwards, which are collectives, are the same on every rank.
+        # The parts' rows are picked by indices sent to the device: a host mask would be
+        # copied there and counted, a wait for the device in every step.
         has_causal = n_causal > 0 if within else bool(causal.any())
         if has_causal:
-            wc = w[causal] if w is not None else None
-            term, rows, _ = self.causal_part(batch.ids[causal], wc, batch.reweight)
+            at = to_device(causal.nonzero()[:, 0], device)
+            wc = w.index_select(0, at) if w is not None else None
+            term, rows, _ = self.causal_part(batch.ids.index_select(0, at), wc, batch.reweight)
             terms["causal"] = replace(term, weight=frac)
-            per_row[causal] = rows
+            per_row[at] = rows
             if causal.any():  # a rank without causal rows reports no causal loss
                 metrics["causal_loss"] = term.value.detach()
         has_masked = n_causal < batch.total_rows if within else not bool(causal.all())
         if has_masked:
-            wm = w[~causal] if w is not None else None
+            at = to_device((~causal).nonzero()[:, 0], device)
+            wm = w.index_select(0, at) if w is not None else None
             random = self.random(batch, "mask").select(~causal)
-            term, rows, m = self.masked_part(batch.ids[~causal], wm, rate, random, batch.reweight)
+            ids, host = batch.ids.index_select(0, at), batch.host_ids()[~causal]
+            term, rows, m = self.masked_part(ids, wm, rate, random, batch.reweight, host)
             terms["mntp"] = replace(term, weight=1 - frac)
-            per_row[~causal] = rows
+            per_row[at] = rows
             if not causal.all():
                 metrics.update(mntp_loss=term.value.detach(), mntp_accuracy=m["accuracy"])
         if len(terms) == 1:  # one part in the whole step: it is the loss

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_term
-from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.masking import Masking, mask_on_host
+from thrifty.transfer import to_device
 
 
 @OBJECTIVES.register("masked_lm")
@@ -31,13 +32,20 @@ class MaskedLM(Objective):
     def __call__(self, batch: Batch) -> Output:
         ids = batch.ids[:, :-1]
         random = self.random(batch, "mask")
-        corrupted, chosen = mask_tokens(
-            ids, self.cfg.mask_rate, self.cfg.masking, self.model.cfg.vocab_size, random
+        host = batch.host_ids()[:, :-1]
+        corrupted, chosen = mask_on_host(
+            host, self.cfg.mask_rate, self.cfg.masking, self.model.cfg.vocab_size, random
         )
-        targets = ids.masked_fill(~chosen, IGNORE)
-        hidden = self.model(corrupted, causal=False)
+        targets = ids.masked_fill(~to_device(chosen, ids.device), IGNORE)
+        hidden = self.model(to_device(corrupted, ids.device), causal=False)
         term, per_row, metrics = token_term(
-            self.model, hidden, targets, batch.weights, self.cfg.z_loss, batch.reweight
+            self.model,
+            hidden,
+            targets,
+            batch.weights,
+            self.cfg.z_loss,
+            batch.reweight,
+            supervised=chosen,
         )
         loss = term.value
         out = {"loss": loss.detach(), "mlm_accuracy": metrics["accuracy"]}

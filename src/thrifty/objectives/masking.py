@@ -15,6 +15,7 @@ import torch
 
 from thrifty.data.tokenizer import MASK_ID, NUM_SPECIAL
 from thrifty.objectives.randomness import RowRandom
+from thrifty.transfer import to_device
 
 
 @dataclass(kw_only=True)
@@ -36,11 +37,25 @@ def mask_tokens(
     vocab_size: int,
     random: RowRandom,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corrupt (B, T) ids; returns (corrupted ids, bool mask of positions chosen for prediction).
+    """Corrupt (B, T) ids; returns (corrupted ids, bool mask of positions chosen for prediction),
+    on the ids' device. The draws happen on the host (``mask_on_host``), so ids on a device are
+    copied back first; a caller that has them on the host calls ``mask_on_host`` itself."""
+    corrupted, chosen = mask_on_host(ids.cpu(), rate, how, vocab_size, random)
+    return to_device(corrupted, ids.device), to_device(chosen, ids.device)
+
+
+def mask_on_host(
+    ids: torch.Tensor,
+    rate: float,
+    how: Masking,
+    vocab_size: int,
+    random: RowRandom,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mask_tokens`` of (B, T) ids on the host, where the rows' generators draw; the results
+    stay there, so a caller also knows which positions were chosen without asking the device.
 
     ``random`` holds one stream per row (``Objective.random(batch, purpose)``)."""
     B, T = ids.shape
-    cpu = ids.cpu()
     u_score = random.rand(T)
     u_kind = random.rand(T)
     if how.span:
@@ -48,7 +63,7 @@ def mask_tokens(
         ends = lengths.cumsum(1)  # span s covers [ends[s] - lengths[s], ends[s])
         span_of = torch.searchsorted(ends, torch.arange(T).expand(B, T).contiguous(), right=True)
         u_score, u_kind = u_score.gather(1, span_of), u_kind.gather(1, span_of)
-    eligible = cpu >= NUM_SPECIAL
+    eligible = ids >= NUM_SPECIAL
     scores = u_score.masked_fill(~eligible, float("inf"))
     n_eligible = eligible.sum(1)
     k = (n_eligible * rate + random.rand(1)[:, 0]).floor().long().clamp(min=1)
@@ -59,6 +74,6 @@ def mask_tokens(
     random_ids = random.randint(NUM_SPECIAL, vocab_size, T)
     to_random = chosen & (u_kind < how.random_fraction)
     to_mask = chosen & (u_kind >= how.random_fraction + how.keep_fraction)
-    corrupted = torch.where(to_random, random_ids, cpu)
+    corrupted = torch.where(to_random, random_ids, ids)
     corrupted = corrupted.masked_fill(to_mask, MASK_ID)
-    return corrupted.to(ids.device), chosen.to(ids.device)
+    return corrupted, chosen

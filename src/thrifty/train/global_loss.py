@@ -34,8 +34,9 @@ def _normalised(terms: list[LossTerm]) -> tuple[list[torch.Tensor], torch.Tensor
     summed = distributed.all_sum(local)
     counts = safe_count(summed[:, 0])
     parts = [t.weight * t.total / counts[i].to(t.total.dtype) for i, t in enumerate(terms)]
-    weights = torch.tensor([t.weight for t in terms], dtype=exact, device=device)
-    return parts, weights * summed[:, 1] / counts
+    # weights multiply as Python numbers: a tensor of them would be a copy to the device
+    values = torch.stack([t.weight * summed[i, 1] / counts[i] for i, t in enumerate(terms)])
+    return parts, values
 
 
 def global_loss(

@@ -24,6 +24,7 @@ from thrifty.runs import latest_checkpoint
 from thrifty.train import distributed
 from thrifty.train.curriculum import Phase, samples_before
 from thrifty.train.global_loss import global_loss
+from thrifty.transfer import to_device
 
 
 def forward_backward(
@@ -77,10 +78,13 @@ def accumulate_gradients(
     for micro in range(tc.grad_accum):
         all_indices, weights = sampler.next_indices(B * world)
         indices = all_indices[rank * B : (rank + 1) * B]
-        weights = weights[rank * B : (rank + 1) * B].to(device) if weights is not None else None
+        weights = (
+            to_device(weights[rank * B : (rank + 1) * B], device) if weights is not None else None
+        )
         fields = source.batch(indices, T)
         batch = Batch.of(
             {k: to_device(v, device) for k, v in fields.items()},
+            host=fields,  # what masks are drawn against, without a copy back
             weights=weights,
             progress=step / total_steps,
             micro=step * tc.grad_accum + micro,
@@ -101,14 +105,6 @@ def accumulate_gradients(
         for key, value in micro_metrics.items():
             sums[key] = sums.get(key, 0.0) + value / tc.grad_accum
     return sums
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A batch's field on the training device. On CUDA it goes through pinned host memory, so
-    the copy is queued like a kernel and the host does not wait for it."""
-    if device.type == "cuda":
-        t = t.pin_memory()
-    return t.to(device, non_blocking=True)
 
 
 def read_metrics(sums: dict) -> dict[str, float]:
