@@ -28,9 +28,13 @@ Both run under ``torch.inference_mode`` on ``--threads`` threads in fp32 on the 
 turns paradigm by paradigm (which one goes first alternates), so bursts of load from other
 processes on a shared machine hit both alike; each one's time is the sum over paradigms (both
 pay their per-call set-up once per paradigm, i.e. 67 times on full BLiMP, and thrifty shares
-prefixes only within a paradigm). Decisions (good > bad, ties wrong) must agree pair by pair,
-and the largest score difference is reported. The ``mlm`` backend on a model trained for
-next-token or masked-next-token prediction is only a speed workload; its accuracy means little.
+prefixes only within a paradigm). ``--whole-task ROUNDS`` instead times each contender on the
+whole task as it is used on it: thrifty in one call over every distinct sentence, as
+``thrifty eval`` scores a task (length-sorted, packed and prefix-shared across paradigms), the
+reference over the same sentences in task order, ``--ref-batch`` per call. Decisions (good >
+bad, ties wrong) must agree pair by pair, and the largest score difference is reported. The
+``mlm`` backend on a model trained for next-token or masked-next-token prediction is only a
+speed workload; its accuracy means little.
 """
 
 from __future__ import annotations
@@ -147,6 +151,46 @@ def run_backend(backend, cap, loaded, refs, ref_batch, pairs, log_every) -> dict
     }
 
 
+def run_whole_task(backend, cap, loaded, refs, ref_batch, pairs, rounds: int) -> dict:
+    """Both contenders on the whole task as each is used on it: thrifty in one call over every
+    distinct sentence (what ``thrifty eval`` does: length-sorted and prefix-shared across all
+    paradigms), the reference over the same sentences in task order, ``ref_batch`` per call
+    (what a loop over a task's sentences with minicons does). ``rounds`` rounds, alternating
+    which contender goes first; each one's time is its mean over the rounds."""
+    sentences = list(dict.fromkeys(s for p in pairs for s in (p.good, p.bad)))
+    index = {s: i for i, s in enumerate(sentences)}
+    tok, scores = loaded.tokenizer(), {}
+    seconds = {"ours": 0.0, "ref": 0.0}
+
+    def thrifty():
+        return score_sentences(loaded.model, tok, sentences, backend, max_batch_tokens=cap)
+
+    def reference():
+        return reference_scores(refs, sentences, backend, ref_batch)
+
+    contenders = [("ours", thrifty), ("ref", reference)]
+    for r in range(rounds):
+        for name, fn in contenders if r % 2 == 0 else contenders[::-1]:
+            start = time.perf_counter()
+            scores[name] = np.asarray(fn(), dtype=np.float64)
+            seconds[name] += (time.perf_counter() - start) / rounds
+        so_far = rounds / (r + 1)
+        print(f"  {backend}: round {r + 1}/{rounds}: thrifty {seconds['ours'] * so_far:.1f}s, "
+              f"reference {seconds['ref'] * so_far:.1f}s", flush=True)  # fmt: skip
+    ours, ref = scores["ours"], scores["ref"]
+    mine, theirs = decisions(pairs, index, ours), decisions(pairs, index, ref)
+    return {
+        "backend": backend,
+        "sentences": len(sentences),
+        "ours_s": seconds["ours"],
+        "ref_s": seconds["ref"],
+        "speedup": seconds["ref"] / seconds["ours"],
+        "mismatches": int((mine != theirs).sum()),
+        "max_abs_diff": float(np.abs(ours - ref).max()),
+        "accuracy": float(mine.mean()),
+    }
+
+
 REFERENCES = {"causal": "minicons IncrementalLMScorer", "mlm": "batched padded HF loop"}
 
 
@@ -181,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", help="also write the markdown table here")
     p.add_argument("--log", type=int, default=10, help="progress line every N paradigms")
+    p.add_argument(
+        "--whole-task",
+        type=int,
+        metavar="ROUNDS",
+        help="time each contender on the whole task as it is used on it (thrifty in one call, "
+        "the reference in batches in task order), ROUNDS rounds, instead of paradigm by paradigm",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -202,23 +253,21 @@ def main(argv: list[str] | None = None) -> int:
             "minicons": IncrementalLMScorer(str(folder), device="cpu"),
         }
         for backend in args.backends.split(","):
-            row = run_backend(
-                backend.strip(),
-                args.max_batch_tokens,
-                loaded,
-                reference,
-                args.ref_batch,
-                pairs,
-                args.log,
-            )
+            common = (backend.strip(), args.max_batch_tokens, loaded, reference, args.ref_batch)
+            if args.whole_task:
+                row = run_whole_task(*common, pairs, args.whole_task)
+            else:
+                row = run_backend(*common, pairs, args.log)
             rows.append(row)
             print(table([row]), flush=True)
     m = loaded.model.cfg
+    mode = f"whole task, {args.whole_task} rounds" if args.whole_task else "paradigm by paradigm"
     header = (
         f"model {loaded.run_dir.name} ({loaded.cfg.objective['name']}, "
         f"{loaded.model.num_params() / 1e6:.2f}M parameters, d_model {m.d_model}, "
         f"{m.n_layers} layers, vocab {m.vocab_size}), step {loaded.state.get('step')}; "
-        f"{len(pairs)} BLiMP pairs; {args.threads} threads, max_batch_tokens "
+        f"{len(pairs)} BLiMP pairs, {mode}; "
+        f"{args.threads} threads, max_batch_tokens "
         f"{args.max_batch_tokens}; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, torch {torch.__version__}, Python {sys.version.split()[0]}; "
         f"ran {started}-{time.strftime('%H:%M')}, 1-minute load average {load_start:.1f} at the "
