@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from thrifty.config import ModelConfig
 from thrifty.data.tokenizer import BOS_ID, MASK_ID
 from thrifty.errors import UserError
-from thrifty.eval import prefix_tree
+from thrifty.eval import prefix_tree, scoring
 from thrifty.eval.readout import hidden_at
 from thrifty.eval.scoring import VARIANTS, encode, score_continuations, score_sentences
 from thrifty.models.transformer import Transformer
@@ -64,6 +64,16 @@ def test_batching_and_padding_do_not_change_scores(toy, tiny_run, backend, varia
         batched = score_sentences(m, tok, texts, backend, variant=variant, max_batch_tokens=cap)
         assert batched == pytest.approx(alone, rel=1e-6, abs=1e-5)
     assert alone[-1] == 0.0  # nothing to score after <s>
+
+
+@pytest.mark.parametrize("backend", ["causal", "mlm"])
+def test_head_chunks_do_not_change_scores(toy, tiny_run, monkeypatch, backend):
+    texts = toy.texts(12, seed=3)
+    m, tok = tiny_run.model, tiny_run.tokenizer
+    whole = score_sentences(m, tok, texts, backend)
+    # a few rows per chunk, with a ragged last one
+    monkeypatch.setattr(scoring, "CPU_HEAD_CHUNK_ELEMS", 7 * m.cfg.vocab_size)
+    assert score_sentences(m, tok, texts, backend) == pytest.approx(whole, rel=1e-6, abs=1e-5)
 
 
 @pytest.mark.parametrize("backend,shift", [("mlm", 0), ("mntp", 1)])

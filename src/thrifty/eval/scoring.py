@@ -14,7 +14,8 @@ first word is scored too:
 
 Speed and memory (``max_batch_tokens``, the cap): no forward pass holds more than ``cap``
 token positions (rows x padded width; only a single sequence longer than the cap runs alone),
-and the LM head runs on at most ``HEAD_CHUNK_ELEMS`` logits at once.
+and the LM head runs on at most ``HEAD_CHUNK_ELEMS`` logits at once (``CPU_HEAD_CHUNK_ELEMS``
+on CPU).
 
 - ``causal``: sequences are sorted and merged into prefix trees, so a prefix shared by several
   sentences (minimal pairs, template-built paradigms, entity-tracking options after one prompt)
@@ -51,6 +52,9 @@ VARIANTS = ("original", "within_word_l2r")
 CPU_BATCH_TOKENS = 2048
 GPU_BATCH_TOKENS = 65536
 HEAD_CHUNK_ELEMS = 1 << 24  # logits materialised at once (64 MiB in fp32)
+# On CPU the head's chunk stays in cache: logits of ~128 rows x 8k (4 MiB) made the head's
+# matmul and log-softmax together 1.1-1.4x faster on two cores than 2k-row chunks (64 MiB).
+CPU_HEAD_CHUNK_ELEMS = 1 << 20
 _WORD = re.compile(r"\S+")
 
 
@@ -117,7 +121,8 @@ def _rows(packed: Packed, seqs: np.ndarray, width: int, source: np.ndarray | Non
 
 def _token_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) for (M, C) hidden states, the head run in chunks to bound memory."""
-    rows = max(1, HEAD_CHUNK_ELEMS // model.cfg.vocab_size)
+    elems = CPU_HEAD_CHUNK_ELEMS if hidden.device.type == "cpu" else HEAD_CHUNK_ELEMS
+    rows = max(1, elems // model.cfg.vocab_size)
     out = []
     for h, t in zip(hidden.split(rows), targets.split(rows), strict=True):
         logits = model.logits(h).float()  # (m, V)
