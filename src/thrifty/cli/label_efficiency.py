@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from thrifty.cli.finetune import add_training_args, parse_seeds
+from thrifty.cli.finetune import TASK_NAMES, add_training_args, parse_seeds
 from thrifty.errors import UserError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from thrifty.eval.finetune.tasks import TASKS
-
     p = subparsers.add_parser(
         "label-efficiency",
         help="metric vs number of labels, pretrained vs random init",
@@ -21,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "for binary tasks, else accuracy), and report how many labels pretraining saves.",
     )
     p.add_argument("run", help="run folder or checkpoint folder")
-    p.add_argument("--task", default="sst2", choices=sorted(TASKS), help="task (default sst2)")
+    p.add_argument("--task", default="sst2", help=f"task: {', '.join(TASK_NAMES)} (default sst2)")
     p.add_argument(
         "--sizes",
         default="32,64,128,256,512,1024,2048",
