@@ -6,7 +6,7 @@ from thrifty.data.tokenizer import NUM_SPECIAL
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
 from thrifty.objectives.randomness import RowRandom
-from thrifty.objectives.rtd import generator_config
+from thrifty.objectives.rtd import Positions, generator_config
 from thrifty.train.optim import param_groups
 
 
@@ -112,7 +112,7 @@ def test_lambda_scales_only_the_rtd_term():
     a, b = outs[50.0], outs[3.0]
     assert a.metrics["gen_loss"] == b.metrics["gen_loss"]
     assert a.metrics["rtd_loss"] == b.metrics["rtd_loss"]
-    gen, rtd = a.metrics["gen_loss"], a.metrics["rtd_loss"]
+    gen, rtd = float(a.metrics["gen_loss"]), float(a.metrics["rtd_loss"])  # 0-dim tensors
     assert a.loss.item() == pytest.approx(gen + 50 * rtd, rel=1e-6)
     assert b.loss.item() == pytest.approx(gen + 3 * rtd, rel=1e-6)
 
@@ -134,7 +134,9 @@ def test_sampling_follows_the_generator_distribution():
     logits[:, 10], logits[:, 20] = 0.0, torch.log(torch.tensor(3.0))
     logits[:, 2] = 5.0  # a special token: never sampled
     at = torch.ones(4, 5000, dtype=torch.bool)  # 4 rows of 5000 positions, row-major
-    picked = objective.sample(logits, at, RowRandom(0, "sample", 0, range(4)))
+    picked = objective.sample(
+        logits, Positions.drawn(at, "cpu"), RowRandom(0, "sample", 0, range(4))
+    )
     assert set(picked.tolist()) == {10, 20}
     assert (picked == 20).float().mean().item() == pytest.approx(0.75, abs=0.02)
 

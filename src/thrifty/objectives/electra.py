@@ -41,16 +41,18 @@ from thrifty.data.tokenizer import NUM_SPECIAL, PAD_ID
 from thrifty.errors import UserError
 from thrifty.models.transformer import Transformer
 from thrifty.objectives.base import OBJECTIVES, Batch, LossTerm, Objective, Output, combine
-from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.masking import Masking, mask_on_host
 from thrifty.objectives.randomness import RowRandom
 from thrifty.objectives.rtd import (
     Corruption,
     Detection,
     ElectraParts,
+    Positions,
     Term,
     detection_metrics,
     row_mean,
 )
+from thrifty.transfer import to_device
 
 
 @OBJECTIVES.register("electra")
@@ -123,32 +125,33 @@ class Electra(Objective):
             self._swapped = False
 
     # ---- the two networks
-    def sample(self, logits: torch.Tensor, at: torch.Tensor, random: RowRandom) -> torch.Tensor:
+    def sample(self, logits: torch.Tensor, at: Positions, random: RowRandom) -> torch.Tensor:
         """One token per row of (N, V) logits at the configured temperature, never a special.
 
-        The N rows are the ``at`` (B, T) positions in row-major order. Inverse-CDF sampling with
-        one uniform per position from the batch row's own CPU stream (drawn for every position,
-        used at ``at``), so runs are reproducible on any device and world size and the stream
-        does not depend on V.
+        The N rows are the ``at`` positions of a (B, T) batch, in row-major order. Inverse-CDF
+        sampling with one uniform per position from the batch row's own CPU stream (drawn for
+        every position, used at ``at``), so runs are reproducible on any device and world size
+        and the stream does not depend on V.
         """
         logits = logits.detach().float() / self.cfg.temperature
         logits[:, :NUM_SPECIAL] = float("-inf")
         cdf = torch.softmax(logits, dim=-1).cumsum(-1)  # (N, V)
-        u = random.rand(at.shape[1])[at.cpu()].to(logits.device)  # (N,)
+        u = random.rand(at.mask.shape[1]).flatten()[at.host]  # (N,), on the host
+        u = to_device(u, logits.device)
         picked = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(1)
         return picked.clamp(max=logits.shape[1] - 1)
 
-    def generator_logits(self, masked: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-        """(N, V) fp32 generator logits at the ``chosen`` positions of ``masked`` (B, T)."""
+    def generator_logits(self, masked: torch.Tensor, at: Positions) -> torch.Tensor:
+        """(N, V) fp32 generator logits at the ``at`` positions of ``masked`` (B, T)."""
         parts = self.owned
         hidden = parts.generator(masked, causal=False)  # (B, T, d_G)
-        return parts.gen_head(hidden[chosen], parts.table()).float()
+        return parts.gen_head(at.take(hidden), parts.table()).float()
 
     def generate(
         self,
         ids: torch.Tensor,
         masked: torch.Tensor,
-        chosen: torch.Tensor,
+        chosen: Positions,
         weights: torch.Tensor | None,
         random: RowRandom,
         base: torch.Tensor | None = None,
@@ -157,26 +160,28 @@ class Electra(Objective):
         (default ``ids``) with samples (drawn from ``random``) written there; labels compare
         with ``ids``."""
         logits = self.generator_logits(masked, chosen)
-        losses = torch.zeros(ids.shape, dtype=logits.dtype, device=ids.device)
-        losses[chosen] = F.cross_entropy(logits, ids[chosen], reduction="none")
-        gen = row_mean(losses, chosen, weights)
-        corrupted = (ids if base is None else base).clone()
-        corrupted[chosen] = self.sample(logits, chosen, random)
+        targets = chosen.take(ids)
+        losses = F.cross_entropy(logits, targets, reduction="none")
+        losses = chosen.put(torch.zeros(ids.shape, dtype=logits.dtype, device=ids.device), losses)
+        gen = row_mean(losses, chosen.mask, weights)
+        corrupted = chosen.put(ids if base is None else base, self.sample(logits, chosen, random))
         with torch.no_grad():
-            acc = (logits.argmax(-1) == ids[chosen]).float().mean().item() if chosen.any() else 0
-        return Corruption(masked, chosen, corrupted, corrupted != ids, gen, acc)
+            hits = (logits.argmax(-1) == targets).float()
+            acc = hits.mean() if len(chosen) else hits.new_zeros(())
+        return Corruption(masked, chosen.mask, corrupted, corrupted != ids, gen, acc)
 
     def corrupt(self, batch: Batch) -> Corruption:
-        """Mask the batch's inputs with the shared masking module, predict with the generator,
-        sample."""
+        """Mask the batch's inputs with the shared masking module (on the host, against the
+        batch's host copy), predict with the generator, sample."""
         ids = batch.ids[:, :-1]
-        masked, chosen = mask_tokens(
-            ids,
+        masked, chosen = mask_on_host(
+            batch.host_ids()[:, :-1],
             self.cfg.mask_rate,
             self.cfg.masking,
             self.disc.cfg.vocab_size,
             self.random(batch, "mask"),
         )
+        masked, chosen = to_device(masked, ids.device), Positions.drawn(chosen, ids.device)
         return self.generate(ids, masked, chosen, batch.weights, self.random(batch, "sample"))
 
     def detect(
@@ -201,10 +206,10 @@ class Electra(Objective):
         c = self.corrupt(batch)
         d = self.detect(c.corrupted, c.labels, real, batch.weights)
         metrics = {
-            "gen_loss": c.gen.loss.item(),
+            "gen_loss": c.gen.loss.detach(),
             "gen_acc": c.gen_accuracy,
             "replaced": d.metrics["positive"],
-            "rtd_loss": d.term.loss.item(),
+            "rtd_loss": d.term.loss.detach(),
             "rtd_p": d.metrics["precision"],
             "rtd_r": d.metrics["recall"],
             "rtd_auc": d.metrics["auc"],
@@ -220,7 +225,7 @@ class Electra(Objective):
         weighted = {k: LossTerm(t.total, t.count, w[k]) for k, t in terms.items()}
         loss = combine(weighted)
         per_row = sum(w[k] * t.per_row for k, t in terms.items())
-        return Output(loss, {"loss": loss.item(), **metrics}, per_row, weighted)
+        return Output(loss, {"loss": loss.detach(), **metrics}, per_row, weighted)
 
     # ---- accounting
     def head_fraction(self) -> float:

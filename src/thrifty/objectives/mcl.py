@@ -38,29 +38,33 @@ from thrifty.data.tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID
 from thrifty.errors import UserError
 from thrifty.objectives.base import OBJECTIVES, Batch
 from thrifty.objectives.electra import Electra
-from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.masking import Masking, mask_on_host
 from thrifty.objectives.randomness import RowRandom
-from thrifty.objectives.rtd import Term
+from thrifty.objectives.rtd import Positions, Term
+from thrifty.transfer import to_device
 
 # Select positions with the shared masking module, leaving every token in place.
 _SELECT = Masking(span=False, random_fraction=0.0, keep_fraction=1.0)
 
 
 def swap_tokens(
-    ids: torch.Tensor, rate: float, vocab_size: int, random: RowRandom
+    ids: torch.Tensor, rate: float, vocab_size: int, random: RowRandom, host_ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exchange random pairs among ``rate`` of each row's (non-special) tokens.
+    """Exchange random pairs among ``rate`` of each row's (non-special) tokens. The pairs are
+    drawn on the host against ``host_ids`` (the same ids there), the exchange runs on the
+    device.
 
     Returns (corrupted, labels): corrupted is a per-row permutation of ``ids``; labels mark the
     positions whose token changed.
     """
-    _, chosen = mask_tokens(ids, rate, _SELECT, vocab_size, random)
+    _, chosen = mask_on_host(host_ids, rate, _SELECT, vocab_size, random)
     B, T = ids.shape
-    keys = random.rand(T).to(ids.device).masked_fill(~chosen, 2.0)
-    order = keys.argsort(1)  # each row's chosen positions first, in random order
+    keys = random.rand(T).masked_fill(~chosen, 2.0)
+    order = to_device(keys.argsort(1), ids.device)  # each row's chosen first, in random order
     P = T // 2
     a, b = order[:, 0 : 2 * P : 2], order[:, 1 : 2 * P : 2]  # (B, P) disjoint positions
-    valid = torch.arange(P, device=ids.device)[None] < (chosen.sum(1) // 2)[:, None]
+    pairs = to_device(chosen.sum(1) // 2, ids.device)
+    valid = torch.arange(P, device=ids.device)[None] < pairs[:, None]
     ta, tb = ids.gather(1, a), ids.gather(1, b)
     corrupted = ids.clone()
     corrupted.scatter_(1, a, torch.where(valid, tb, ta))
@@ -70,21 +74,23 @@ def swap_tokens(
 
 def insert_slots(
     ids: torch.Tensor, rate: float, random: RowRandom
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Insert ``max(1, round(rate · T))`` <mask> slots per row at random positions (not 0).
+) -> tuple[torch.Tensor, Positions]:
+    """Insert ``max(1, round(rate · T))`` <mask> slots per row at random positions (not 0),
+    drawn on the host.
 
     Returns (with_slots, inserted): rows keep length T (the last k input tokens fall off), and
     ``with_slots[~inserted]`` is each row's first T - k input tokens in order.
     """
     B, T = ids.shape
     k = min(max(1, round(rate * T)), T - 1)
-    keys = random.rand(T).to(ids.device)
+    keys = random.rand(T)
     keys[:, 0] = 2.0  # position 0 (the window's first token, often <s>) stays first
-    inserted = torch.zeros(B, T, dtype=torch.bool, device=ids.device)
+    inserted = torch.zeros(B, T, dtype=torch.bool)
     inserted.scatter_(1, keys.argsort(1)[:, :k], True)
     source = ((~inserted).long().cumsum(1) - 1).clamp(min=0)  # index into ids of kept tokens
-    with_slots = ids.gather(1, source).masked_fill(inserted, MASK_ID)
-    return with_slots, inserted
+    at = Positions.drawn(inserted, ids.device)
+    with_slots = ids.gather(1, to_device(source, ids.device)).masked_fill(at.mask, MASK_ID)
+    return with_slots, at
 
 
 def notebook(det_logits, labels, bce, ids, rate: float) -> torch.Tensor:
@@ -158,42 +164,45 @@ class MCL(Electra):
         real = ids != PAD_ID
         c = self.corrupt(batch)  # the generator always trains: replace and insert sample it
         terms = {"gen": c.gen}
-        metrics = {"gen_loss": c.gen.loss.item(), "gen_acc": c.gen_accuracy}
+        metrics = {"gen_loss": c.gen.loss.detach(), "gen_acc": c.gen_accuracy}
         positives, tokens = 0.0, 0.0
         if cfg.replace_weight:
             d = self.detect(c.corrupted, c.labels, real, w)
             terms["rtd"] = d.term
-            metrics |= {"replaced": d.metrics["positive"], "rtd_loss": d.term.loss.item()}
+            metrics |= {"replaced": d.metrics["positive"], "rtd_loss": d.term.loss.detach()}
             metrics |= {"rtd_p": d.metrics["precision"], "rtd_r": d.metrics["recall"]}
             metrics |= {"rtd_auc": d.metrics["auc"]}
             positives, tokens = positives + d.metrics["positive"], tokens + 1
         if cfg.swap_weight:
+            random, host = self.random(batch, "swap"), batch.host_ids()[:, :-1]
             swapped, labels = swap_tokens(
-                ids, cfg.swap_rate, self.disc.cfg.vocab_size, self.random(batch, "swap")
+                ids, cfg.swap_rate, self.disc.cfg.vocab_size, random, host
             )
             s = self.detect(swapped, labels, real, w)
             terms["swap"] = s.term
-            metrics |= {"swap_pos": s.metrics["positive"], "swap_loss": s.term.loss.item()}
+            metrics |= {"swap_pos": s.metrics["positive"], "swap_loss": s.term.loss.detach()}
             positives, tokens = positives + s.metrics["positive"], tokens + 1
         if cfg.insert_weight:
             with_slots, inserted = insert_slots(ids, cfg.insert_rate, self.random(batch, "insert"))
-            filled = with_slots.clone()
             with torch.no_grad():
                 logits = self.generator_logits(with_slots, inserted)
-                filled[inserted] = self.sample(logits, inserted, self.random(batch, "fill"))
-            i = self.detect(filled, inserted, filled != PAD_ID, w)
+                samples = self.sample(logits, inserted, self.random(batch, "fill"))
+                filled = inserted.put(with_slots, samples)
+            i = self.detect(filled, inserted.mask, filled != PAD_ID, w)
             terms["insert"] = i.term
-            metrics |= {"insert_pos": i.metrics["positive"], "insert_loss": i.term.loss.item()}
+            metrics |= {"insert_pos": i.metrics["positive"], "insert_loss": i.term.loss.detach()}
             positives, tokens = positives + i.metrics["positive"], tokens + 1
         metrics["pos_rate"] = positives / tokens
         if self.correcting:
             fix = notebook(d.logits, c.labels, d.bce, ids, cfg.mask_rate)
             remasked = c.corrupted.masked_fill(fix, MASK_ID)
-            c2 = self.generate(ids, remasked, fix, w, self.random(batch, "fix"), base=c.corrupted)
+            # the device chose these positions: the step's one wait, to learn how many
+            at, random = Positions.computed(fix), self.random(batch, "fix")
+            c2 = self.generate(ids, remasked, at, w, random, base=c.corrupted)
             d2 = self.detect(c2.corrupted, c2.labels, real, w)
             terms |= {"fix_gen": c2.gen, "fix_rtd": d2.term}
-            metrics |= {"fixed": fix.sum().item() / max(real.sum().item(), 1)}
-            metrics |= {"fix_gen_loss": c2.gen.loss.item(), "fix_rtd_loss": d2.term.loss.item()}
+            metrics |= {"fixed": fix.sum() / real.sum().clamp(min=1)}
+            metrics |= {"fix_gen_loss": c2.gen.loss.detach(), "fix_rtd_loss": d2.term.loss.detach()}
         return terms, metrics
 
     def extra_flops_per_token(self, seq_len: int) -> float:

@@ -17,6 +17,7 @@ from thrifty.config import ModelConfig
 from thrifty.models.heads import DiscriminatorHead, ProjectedLMHead
 from thrifty.models.transformer import Transformer
 from thrifty.objectives.base import LossTerm
+from thrifty.transfer import to_device
 
 
 def generator_config(model: ModelConfig, width: float, depth: float) -> ModelConfig:
@@ -84,6 +85,41 @@ class ElectraParts(nn.Module):
         return self.generator.embed.weight
 
 
+@dataclass(frozen=True)
+class Positions:
+    """The true positions of a (B, T) mask: the mask on the device and its row-major flat
+    indices on the host and on the device. From a mask drawn on the host the indices reach the
+    device without a wait; of a mask the device computed, the host has to wait to learn them."""
+
+    mask: torch.Tensor
+    host: torch.Tensor
+    device: torch.Tensor
+
+    @classmethod
+    def drawn(cls, mask: torch.Tensor, device: torch.device) -> Positions:
+        """Of a (B, T) mask on the host: nothing is read back."""
+        flat = mask.flatten().nonzero()[:, 0]
+        return cls(to_device(mask, device), flat, to_device(flat, device))
+
+    @classmethod
+    def computed(cls, mask: torch.Tensor) -> Positions:
+        """Of a (B, T) mask on the device: one wait, for how many there are and where."""
+        flat = mask.flatten().nonzero()[:, 0]
+        return cls(mask, flat.cpu(), flat)
+
+    def __len__(self) -> int:
+        return len(self.host)
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        """(N, ...) entries of a (B, T, ...) tensor at the positions."""
+        return t.flatten(0, 1).index_select(0, self.device)
+
+    def put(self, t: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """A (B, T) tensor like ``t`` with the (N,) ``values`` at the positions (differentiable
+        in ``values``)."""
+        return t.flatten().index_copy(0, self.device, values.to(t.dtype)).view_as(t)
+
+
 @dataclass
 class Term:
     """One named loss term: ``total / count`` on this rank (see ``LossTerm``), and its detached
@@ -109,7 +145,7 @@ class Corruption:
     labels: torch.Tensor
     """(B, T) bool: corrupted != input (a sample equal to the original is not replaced)."""
     gen: Term
-    gen_accuracy: float
+    gen_accuracy: torch.Tensor
 
 
 @dataclass
@@ -119,7 +155,7 @@ class Detection:
     """(B, T) detached discriminator logits ("replaced" when > 0)."""
     bce: torch.Tensor
     """(B, T) detached per-token BCE."""
-    metrics: dict[str, float]
+    metrics: dict[str, torch.Tensor]
 
 
 def row_mean(values: torch.Tensor, where: torch.Tensor, weights: torch.Tensor | None) -> Term:
@@ -132,20 +168,25 @@ def row_mean(values: torch.Tensor, where: torch.Tensor, weights: torch.Tensor | 
     return Term((values * where).sum(), counts.sum().detach(), per_row.detach())
 
 
-def detection_metrics(logits: torch.Tensor, labels: torch.Tensor, real: torch.Tensor) -> dict:
+def detection_metrics(
+    logits: torch.Tensor, labels: torch.Tensor, real: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Precision and recall of "replaced" at logit > 0 (0 when undefined), and ROC-AUC, over
     real tokens. AUC shows progress while the discriminator still sits near the label prior
-    and predicts "original" everywhere (precision and recall 0)."""
+    and predicts "original" everywhere (precision and recall 0). 0-dim tensors: nothing is read
+    back from the device."""
+    exact = torch.float32 if logits.device.type == "mps" else torch.float64  # mps: no float64
     pred, truth = (logits > 0) & real, labels & real
-    tp = (pred & truth).sum().item()
-    n_pos, n_neg = truth.sum().item(), (real & ~labels).sum().item()
-    auc = 0.5
-    if n_pos and n_neg:
-        ranks = logits[real].double().argsort().argsort().double() + 1  # 1-based
-        auc = (ranks[labels[real]].sum().item() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    tp = (pred & truth).sum(dtype=exact)
+    n_pos, n_neg = truth.sum(dtype=exact), (real & ~labels).sum(dtype=exact)
+    # ranks among the real tokens (1-based): padding sorts first at -inf, and is subtracted
+    scores = logits.to(exact).masked_fill(~real, float("-inf")).flatten()
+    ranks = scores.argsort(stable=True).argsort(stable=True).to(exact) + 1 - (~real).sum()
+    mann_whitney = (ranks * truth.flatten()).sum() - n_pos * (n_pos + 1) / 2
+    auc = torch.where((n_pos > 0) & (n_neg > 0), mann_whitney / (n_pos * n_neg).clamp(min=1), 0.5)
     return {
-        "precision": tp / max(pred.sum().item(), 1),
-        "recall": tp / max(n_pos, 1),
+        "precision": tp / pred.sum(dtype=exact).clamp(min=1),
+        "recall": tp / n_pos.clamp(min=1),
         "auc": auc,
-        "positive": n_pos / max(real.sum().item(), 1),
+        "positive": n_pos / real.sum(dtype=exact).clamp(min=1),
     }
