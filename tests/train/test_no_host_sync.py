@@ -93,7 +93,8 @@ READS_PER_STEP = {"mcl": ["aten.nonzero.default", "cpu"]}
 
 
 @pytest.mark.parametrize(
-    "objective", ["causal_lm", "masked_lm", "gpt_bert", "electra", "electra-gdes", "mcl"]
+    "objective",
+    ["causal_lm", "masked_lm", "gpt_bert", "electra", "electra-gdes", "mcl", "dobf", "meta_lm"],
 )
 def test_steps_between_logs_read_nothing_back(nano_cfg, monkeypatch, objective):
     # bf16 autocast is the path a GPU run takes (the fp32 CPU head is a fused kernel of its own)

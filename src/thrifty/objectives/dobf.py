@@ -29,6 +29,7 @@ import torch
 
 from thrifty.data.tokenizer import BOS_ID, PAD_ID, SEP_ID
 from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_term
+from thrifty.transfer import to_device
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,10 @@ class Dobf(Objective):
     _warned = False
 
     def __call__(self, batch: Batch) -> Output:
-        targets, crossed = supervised_targets(batch.ids, self.cfg.supervise == "after_sep")
+        # on the host copy: the targets are known there, so the head gathers them by index and
+        # the crossing count needs no read back from the device
+        host, crossed = supervised_targets(batch.host_ids(), self.cfg.supervise == "after_sep")
+        targets = to_device(host, batch.ids.device)
         if crossed and not self._warned:
             self._warned = True
             log.warning(
@@ -79,8 +83,14 @@ class Dobf(Objective):
             )
         hidden = self.model(batch.ids[:, :-1], causal=True)
         term, per_row, metrics = token_term(
-            self.model, hidden, targets, batch.weights, self.cfg.z_loss, batch.reweight
+            self.model,
+            hidden,
+            targets,
+            batch.weights,
+            self.cfg.z_loss,
+            batch.reweight,
+            supervised=host != IGNORE,
         )
         loss = term.value
-        out = {"loss": loss.item(), "accuracy": metrics["accuracy"], "dobf_crossed": crossed}
+        out = {"loss": loss.detach(), "accuracy": metrics["accuracy"], "dobf_crossed": crossed}
         return Output(loss, out, per_row, {"lm": term})

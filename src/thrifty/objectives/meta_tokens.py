@@ -27,6 +27,7 @@ from thrifty.bounds import bounded
 from thrifty.data.tokenizer import META_ID
 from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_term
 from thrifty.objectives.randomness import RowRandom
+from thrifty.transfer import to_device
 
 Placement = Literal["random", "periodic"]
 
@@ -94,13 +95,19 @@ class MetaTokenLM(Objective):
         """The batch's windows with meta-tokens inserted (B, T+1)."""
         random = self.random(batch, "meta")
         where = meta_positions(batch.ids.shape[1], self.cfg.rate, self.cfg.placement, random)
-        return insert_meta_tokens(batch.ids, where.to(batch.ids.device))
+        return insert_meta_tokens(batch.ids, to_device(where, batch.ids.device))
 
     def __call__(self, batch: Batch) -> Output:
         ids = self.transform(batch)
         hidden = self.model(ids[:, :-1], causal=True)
         term, per_row, metrics = token_term(
-            self.model, hidden, meta_targets(ids), batch.weights, self.cfg.z_loss, batch.reweight
+            self.model,
+            hidden,
+            meta_targets(ids),
+            batch.weights,
+            self.cfg.z_loss,
+            batch.reweight,
+            dense=True,  # every position but the meta-tokens' predicts the next token
         )
-        out = {"loss": term.value.item(), "accuracy": metrics["accuracy"]}
+        out = {"loss": term.value.detach(), "accuracy": metrics["accuracy"]}
         return Output(term.value, out, per_row, {"lm": term})
