@@ -103,6 +103,21 @@ def decisions(pairs, index: dict[str, int], scores: np.ndarray) -> np.ndarray:
     return np.array([scores[index[p.good]] > scores[index[p.bad]] for p in pairs])
 
 
+def result_row(backend, pairs, index: dict[str, int], ours, ref, seconds: dict) -> dict:
+    """One table row: both contenders' times, their speed ratio and how their decisions agree."""
+    mine, theirs = decisions(pairs, index, ours), decisions(pairs, index, ref)
+    return {
+        "backend": backend,
+        "sentences": len(index),
+        "ours_s": seconds["ours"],
+        "ref_s": seconds["ref"],
+        "speedup": seconds["ref"] / seconds["ours"],
+        "mismatches": int((mine != theirs).sum()),
+        "max_abs_diff": float(np.abs(ours - ref).max()),
+        "accuracy": float(mine.mean()),
+    }
+
+
 def run_backend(backend, cap, loaded, refs, ref_batch, pairs, log_every) -> dict:
     """Both contenders, one paradigm at a time, alternating which goes first, so that load
     from other processes hits both alike; times are summed over paradigms."""
@@ -138,17 +153,7 @@ def run_backend(backend, cap, loaded, refs, ref_batch, pairs, log_every) -> dict
             print(f"  {backend}: {i + 1}/{len(by_paradigm)} paradigms, {len(done)} sentences, "
                   f"thrifty {seconds['ours']:.0f}s, reference {seconds['ref']:.0f}s, "
                   f"{mismatches} decisions differ", flush=True)  # fmt: skip
-    mine, theirs = decisions(pairs, index, ours), decisions(pairs, index, ref)
-    return {
-        "backend": backend,
-        "sentences": len(sentences),
-        "ours_s": seconds["ours"],
-        "ref_s": seconds["ref"],
-        "speedup": seconds["ref"] / seconds["ours"],
-        "mismatches": int((mine != theirs).sum()),
-        "max_abs_diff": float(np.abs(ours - ref).max()),
-        "accuracy": float(mine.mean()),
-    }
+    return result_row(backend, pairs, index, ours, ref, seconds)
 
 
 def run_whole_task(backend, cap, loaded, refs, ref_batch, pairs, rounds: int) -> dict:
@@ -178,17 +183,7 @@ def run_whole_task(backend, cap, loaded, refs, ref_batch, pairs, rounds: int) ->
         print(f"  {backend}: round {r + 1}/{rounds}: thrifty {seconds['ours'] * so_far:.1f}s, "
               f"reference {seconds['ref'] * so_far:.1f}s", flush=True)  # fmt: skip
     ours, ref = scores["ours"], scores["ref"]
-    mine, theirs = decisions(pairs, index, ours), decisions(pairs, index, ref)
-    return {
-        "backend": backend,
-        "sentences": len(sentences),
-        "ours_s": seconds["ours"],
-        "ref_s": seconds["ref"],
-        "speedup": seconds["ref"] / seconds["ours"],
-        "mismatches": int((mine != theirs).sum()),
-        "max_abs_diff": float(np.abs(ours - ref).max()),
-        "accuracy": float(mine.mean()),
-    }
+    return result_row(backend, pairs, index, ours, ref, seconds)
 
 
 REFERENCES = {"causal": "minicons IncrementalLMScorer", "mlm": "batched padded HF loop"}

@@ -41,7 +41,7 @@ from thrifty.data.tokenizer import NUM_SPECIAL, PAD_ID
 from thrifty.errors import UserError
 from thrifty.models.transformer import Transformer
 from thrifty.objectives.base import OBJECTIVES, Batch, LossTerm, Objective, Output, combine
-from thrifty.objectives.masking import Masking, mask_on_host
+from thrifty.objectives.masking import Masking, mask_tokens
 from thrifty.objectives.randomness import RowRandom
 from thrifty.objectives.rtd import (
     Corruption,
@@ -174,7 +174,7 @@ class Electra(Objective):
         """Mask the batch's inputs with the shared masking module (on the host, against the
         batch's host copy), predict with the generator, sample."""
         ids = batch.ids[:, :-1]
-        masked, chosen = mask_on_host(
+        masked, chosen = mask_tokens(
             batch.host_ids()[:, :-1],
             self.cfg.mask_rate,
             self.cfg.masking,

@@ -27,7 +27,7 @@ from thrifty.objectives.base import (
     combine,
     token_term,
 )
-from thrifty.objectives.masking import Masking, mask_on_host
+from thrifty.objectives.masking import Masking, mask_tokens
 from thrifty.objectives.randomness import RowRandom, sample_uniforms
 from thrifty.transfer import to_device
 
@@ -81,7 +81,7 @@ class GPTBERT(Objective):
     ):
         """MNTP on (B, T+1) ``ids``; ``host_ids``: the same rows on the host (else copied back)."""
         host = ids.cpu() if host_ids is None else host_ids
-        corrupted, chosen = mask_on_host(
+        corrupted, chosen = mask_tokens(
             host, rate, self.cfg.masking, self.model.cfg.vocab_size, random
         )
         read = chosen[:, 1:]  # token j is read at j-1

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_term
-from thrifty.objectives.masking import Masking, mask_on_host
+from thrifty.objectives.masking import Masking, mask_tokens
 from thrifty.transfer import to_device
 
 
@@ -33,7 +33,7 @@ class MaskedLM(Objective):
         ids = batch.ids[:, :-1]
         random = self.random(batch, "mask")
         host = batch.host_ids()[:, :-1]
-        corrupted, chosen = mask_on_host(
+        corrupted, chosen = mask_tokens(
             host, self.cfg.mask_rate, self.cfg.masking, self.model.cfg.vocab_size, random
         )
         targets = ids.masked_fill(~to_device(chosen, ids.device), IGNORE)

@@ -15,7 +15,6 @@ import torch
 
 from thrifty.data.tokenizer import MASK_ID, NUM_SPECIAL
 from thrifty.objectives.randomness import RowRandom
-from thrifty.transfer import to_device
 
 
 @dataclass(kw_only=True)
@@ -37,22 +36,10 @@ def mask_tokens(
     vocab_size: int,
     random: RowRandom,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corrupt (B, T) ids; returns (corrupted ids, bool mask of positions chosen for prediction),
-    on the ids' device. The draws happen on the host (``mask_on_host``), so ids on a device are
-    copied back first; a caller that has them on the host calls ``mask_on_host`` itself."""
-    corrupted, chosen = mask_on_host(ids.cpu(), rate, how, vocab_size, random)
-    return to_device(corrupted, ids.device), to_device(chosen, ids.device)
-
-
-def mask_on_host(
-    ids: torch.Tensor,
-    rate: float,
-    how: Masking,
-    vocab_size: int,
-    random: RowRandom,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``mask_tokens`` of (B, T) ids on the host, where the rows' generators draw; the results
-    stay there, so a caller also knows which positions were chosen without asking the device.
+    """Corrupt (B, T) ids on the host, where the rows' generators draw; returns (corrupted ids,
+    bool mask of positions chosen for prediction), also on the host: a caller moves them to
+    its device (``thrifty.transfer.to_device``) and knows which positions were chosen without
+    asking the device. Objectives mask the batch's host copy (``Batch.host_ids``).
 
     ``random`` holds one stream per row (``Objective.random(batch, purpose)``)."""
     B, T = ids.shape

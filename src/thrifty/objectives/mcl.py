@@ -38,7 +38,7 @@ from thrifty.data.tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID
 from thrifty.errors import UserError
 from thrifty.objectives.base import OBJECTIVES, Batch
 from thrifty.objectives.electra import Electra
-from thrifty.objectives.masking import Masking, mask_on_host
+from thrifty.objectives.masking import Masking, mask_tokens
 from thrifty.objectives.randomness import RowRandom
 from thrifty.objectives.rtd import Positions, Term
 from thrifty.transfer import to_device
@@ -57,7 +57,7 @@ def swap_tokens(
     Returns (corrupted, labels): corrupted is a per-row permutation of ``ids``; labels mark the
     positions whose token changed.
     """
-    _, chosen = mask_on_host(host_ids, rate, _SELECT, vocab_size, random)
+    _, chosen = mask_tokens(host_ids, rate, _SELECT, vocab_size, random)
     B, T = ids.shape
     keys = random.rand(T).masked_fill(~chosen, 2.0)
     order = to_device(keys.argsort(1), ids.device)  # each row's chosen first, in random order
