@@ -70,6 +70,24 @@ def test_pretraining_on_free_statistics_ranks_model_size(tmp_path):
     assert kendall_tau(predictor.predict(x[100:]), proxies[100:, 0]) > 0.6
 
 
+def test_proxies_of_an_image_run_are_sized_from_its_data(tmp_path):
+    from thrifty.data.images import prepare_images
+
+    prepare_images("digits", tmp_path / "digits")
+    path = tmp_path / "s.yaml"
+    space = {"model.n_layers": [1, 2], "model.d_model": [16, 32]}
+    path.write_text(yaml.safe_dump({
+        "name": "s", "base": str(NANO.parent / "classify-digits.yaml"),
+        "overrides": {"data.path": str(tmp_path / "digits")},
+        "nars": {"space": space, "initial": 2, "rounds": 1, "per_round": 1, "proxies": 4},
+    }))  # fmt: skip
+    sweep = load_sweep(path, tmp_path / "out")
+    nars = Nars(sweep, parse_nars(sweep.nars), stub([]), stream=None)
+    small, large = ({"model.n_layers": n, "model.d_model": d} for n, d in ((1, 16), (2, 32)))
+    assert nars.config(small).model.stem["name"] == "patches"  # the stem needs the data's size
+    assert all(a < b for a, b in zip(nars.proxies(small), nars.proxies(large), strict=True))
+
+
 # slow tier: ~20 s of predictor fitting over search rounds; its parts are tested above
 @pytest.mark.slow
 def test_search_measures_sweep_runs_resumes_and_improves(tmp_path):

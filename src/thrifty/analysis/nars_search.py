@@ -39,6 +39,7 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -108,6 +109,7 @@ class Nars:
         self.sweep, self.spec, self.execute, self.stream = sweep, spec, execute, stream
         self.cache = sweep.sweep_dir / f"nars-{spec.seed}.jsonl"
         self.measured: dict[str, tuple[Candidate, float]] = {}
+        self._sources: dict[str, Any] = {}  # data folder -> its training source (``fitted``)
         if self.cache.is_file():
             for row in read_jsonl(self.cache, repair=True):
                 self.measured[key_of(row["candidate"])] = (row["candidate"], row["metric"])
@@ -122,14 +124,32 @@ class Nars:
     def valid(self, candidate: Candidate) -> bool:
         return self.config(candidate) is not None
 
+    def fitted(self, cfg):
+        """``cfg`` with what its prepared data decides, as training fits it (the vocabulary;
+        for images the stem's size and channels and the tokens per image). Each data folder is
+        opened once; one not prepared yet leaves the config as it is, with a 256-token
+        vocabulary where it names none."""
+        from thrifty.data.source import open_source
+
+        path = str(cfg.data.path)
+        if path not in self._sources:
+            prepared = (Path(path) / "manifest.json").is_file()
+            self._sources[path] = open_source(path, "train") if prepared else None
+        source = self._sources[path]
+        if source is None:
+            return replace(cfg, model=replace(cfg.model, vocab_size=cfg.model.vocab_size or 256))
+        model = source.fit(cfg.model)
+        tokens = source.item_tokens(model)
+        data = cfg.data if tokens is None else replace(cfg.data, seq_len=tokens)
+        return replace(cfg, model=model, data=data)
+
     def proxies(self, candidate: Candidate) -> list[float]:
         """log params (non-embedding), log FLOPs per token, log planned training FLOPs."""
         from thrifty.models.transformer import Transformer
 
-        cfg = self.config(candidate)
-        model_cfg = replace(cfg.model, vocab_size=cfg.model.vocab_size or 256)
+        cfg = self.fitted(self.config(candidate))
         with torch.device("meta"):
-            model = Transformer(model_cfg)
+            model = Transformer(cfg.model)
         flops = model.flops_per_token(cfg.data.seq_len)
         length = cfg.train.max_epochs or cfg.train.max_steps or 1
         return [
