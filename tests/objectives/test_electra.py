@@ -5,8 +5,9 @@ from thrifty.config import ModelConfig, TrainConfig
 from thrifty.data.tokenizer import NUM_SPECIAL
 from thrifty.models.transformer import Transformer
 from thrifty.objectives import OBJECTIVES, Batch
+from thrifty.objectives.positions import Positions
 from thrifty.objectives.randomness import RowRandom
-from thrifty.objectives.rtd import Positions, generator_config
+from thrifty.objectives.rtd import generator_config
 from thrifty.train.optim import param_groups
 
 

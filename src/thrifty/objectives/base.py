@@ -38,6 +38,7 @@ from torch import nn
 from thrifty.losses import LossTerm, combine, safe_count
 from thrifty.model_kind import ModelKind
 from thrifty.models.transformer import Transformer
+from thrifty.objectives.positions import Positions
 from thrifty.objectives.randomness import RowRandom
 from thrifty.registry import Registry
 from thrifty.transfer import to_device
@@ -375,13 +376,10 @@ def _supervised_positions(
         rows = supervised.nonzero()[:, 0]
         counts = supervised.sum(1).clamp(min=1)
         return hidden[supervised], targets[supervised], rows, counts
-    device, T = hidden.device, targets.shape[1]
-    flat = supervised.flatten().nonzero()[:, 0]  # on the host: no wait
-    at = to_device(flat, device)
-    h = hidden.flatten(0, 1).index_select(0, at)
-    y = targets.flatten().index_select(0, at)
-    rows = to_device(flat // T, device)
-    return h, y, rows, to_device(supervised.sum(1).clamp(min=1), device)
+    device = hidden.device
+    at = Positions.drawn(supervised, device)  # counted on the host: no wait
+    rows = to_device(at.host // targets.shape[1], device)
+    return at.take(hidden), at.take(targets), rows, to_device(supervised.sum(1).clamp(1), device)
 
 
 def _dense_token_term(

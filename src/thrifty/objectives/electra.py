@@ -42,12 +42,12 @@ from thrifty.errors import UserError
 from thrifty.models.transformer import Transformer
 from thrifty.objectives.base import OBJECTIVES, Batch, LossTerm, Objective, Output, combine
 from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.positions import Positions
 from thrifty.objectives.randomness import RowRandom
 from thrifty.objectives.rtd import (
     Corruption,
     Detection,
     ElectraParts,
-    Positions,
     Term,
     detection_metrics,
     row_mean,

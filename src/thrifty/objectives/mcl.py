@@ -39,8 +39,9 @@ from thrifty.errors import UserError
 from thrifty.objectives.base import OBJECTIVES, Batch
 from thrifty.objectives.electra import Electra
 from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.positions import Positions
 from thrifty.objectives.randomness import RowRandom
-from thrifty.objectives.rtd import Positions, Term
+from thrifty.objectives.rtd import Term
 from thrifty.transfer import to_device
 
 # Select positions with the shared masking module, leaving every token in place.
