@@ -11,6 +11,7 @@ or size an output by them. The count of a run that logs once must not grow with 
 
 import weakref
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +116,26 @@ def test_steps_between_logs_read_nothing_back(nano_cfg, monkeypatch, objective):
         reads[steps] = count_reads(cfg, monkeypatch)
     extra = Counter(reads[9]) - Counter(reads[3])
     assert extra == Counter(READS_PER_STEP.get(name, []) * 6), sorted(reads[9])
+
+
+@pytest.mark.parametrize(
+    "config,source",
+    [("mae-digits", "digits"), pytest.param("classify-digits", "digits", marks=SLOW),
+     pytest.param("multimae-scenes", "scenes", marks=SLOW)],
+)  # fmt: skip
+def test_image_objectives_read_nothing_back(tmp_path, monkeypatch, config, source):
+    from thrifty.config import load_config
+    from thrifty.data.images import prepare_images
+
+    data = tmp_path / "data"
+    prepare_images(source, data, count=120 if source == "scenes" else None)
+    root = Path(__file__).parents[2] / "configs"
+    reads = {}
+    for steps in (3, 9):
+        cfg = load_config(root / f"{config}.yaml", [
+            f"data.path={data}", f"runs_dir={tmp_path / 'runs'}", f"name=s{steps}",
+            "train.threads=1", "train.precision=bf16", "train.eval_every=0",
+            "train.max_epochs=null", f"train.max_steps={steps}", f"train.log_every={steps}",
+        ])  # fmt: skip
+        reads[steps] = count_reads(cfg, monkeypatch)
+    assert len(reads[9]) == len(reads[3]), sorted(reads[9])

@@ -40,6 +40,16 @@ def test_stem_flops_and_keep_subset():
     assert model(images, causal=False, keep=keep).shape == (3, 3, 32)
 
 
+def test_bf16_autocast_trains_like_fp32():  # CUDA runs bf16 autocast by default
+    objective = OBJECTIVES.build({"name": "mae", "decoder_width": 16}, vit(), seed=1)
+    batch = Batch.of({"images": torch.rand(4, 1, 8, 8)})
+    full = objective(batch).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = objective(batch).loss
+    half.backward()
+    assert torch.isfinite(half) and half.item() == pytest.approx(full.item(), rel=0.05)
+
+
 def test_loss_is_on_hidden_patches_and_keyed_to_the_global_row():
     objective = OBJECTIVES.build({"name": "mae", "decoder_width": 16}, vit(), seed=1)
     images = torch.rand(4, 1, 8, 8)

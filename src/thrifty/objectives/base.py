@@ -78,7 +78,8 @@ class Batch:
     host: dict[str, torch.Tensor] = field(default_factory=dict)
     """The data source's fields as it made them, on the host, when ``inputs`` are their copies
     on a device (the training loop keeps both): what an objective draws against on the host
-    (masks) it reads from here instead of copying back from the device (``host_ids``)."""
+    (masks) or checks (labels) it reads from here instead of copying back from the device
+    (``on_host``)."""
 
     @classmethod
     def of(cls, fields: dict[str, torch.Tensor], **kwargs) -> Batch:
@@ -94,10 +95,11 @@ class Batch:
         """Rows of this rank's micro-batch."""
         return next(iter(self.inputs.values())).shape[0]
 
-    def host_ids(self) -> torch.Tensor:
-        """``ids`` on the host: the kept host copy, else copied back (a wait for the device)."""
-        kept = self.host.get("ids")
-        return kept if kept is not None else self.ids.cpu()
+    def on_host(self, name: str = "ids") -> torch.Tensor:
+        """Field ``name`` on the host: the kept host copy, else copied back (a wait for the
+        device)."""
+        kept = self.host.get(name)
+        return kept if kept is not None else self.inputs[name].cpu()
 
     def positions(self) -> list[int]:
         """Each row's position in the global micro-batch."""

@@ -57,10 +57,10 @@ class BehaviourCloning(Objective):
         )[:, None]  # (B, 1)
         term, per_row = row_term(losses, batch.weights)
         with torch.no_grad():
-            accuracy = (logits.argmax(-1) == target).float().mean().item()
+            accuracy = (logits.argmax(-1) == target).float().mean()
         loss = term.value
         return Output(
-            loss, {"loss": loss.item(), "accuracy": accuracy}, per_row.detach(), {"bc": term}
+            loss, {"loss": loss.detach(), "accuracy": accuracy}, per_row.detach(), {"bc": term}
         )
 
     def head_fraction(self) -> float:

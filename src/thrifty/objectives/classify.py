@@ -41,10 +41,11 @@ def checked_labels(batch: Batch, classes: int) -> torch.Tensor:
     labels = batch.inputs.get("labels")
     if labels is None:
         raise UserError("objective.classes: this objective needs labelled images (images:...)")
-    if labels.numel() and int(labels.max()) >= classes:
+    largest = int(batch.on_host("labels").max()) if labels.numel() else -1  # no device read
+    if largest >= classes:
         raise UserError(
-            f"objective.classes={classes} is below the labels of the data (label "
-            f"{int(labels.max())}); raise it"
+            f"objective.classes={classes} is below the labels of the data (label {largest}); "
+            "raise it"
         )
     return labels
 
@@ -55,7 +56,7 @@ def classify_step(
     """Cross-entropy term, per-row losses and accuracy of (B, K) logits."""
     losses = F.cross_entropy(logits.float(), labels, reduction="none")
     term, per_row = row_term(losses[:, None], weights)
-    accuracy = (logits.argmax(-1) == labels).float().mean().item()
+    accuracy = (logits.argmax(-1) == labels).float().mean()
     return term, per_row, accuracy
 
 
@@ -80,7 +81,7 @@ class Classify(Objective):
         features = mean_features(self.model, batch.inputs["images"], batch.progress)
         term, per_row, accuracy = classify_step(self.owned["head"](features), labels, batch.weights)
         loss = term.value
-        metrics = {"loss": loss.item(), "accuracy": accuracy}
+        metrics = {"loss": loss.detach(), "accuracy": accuracy}
         return Output(loss, metrics, per_row.detach(), {"ce": term})
 
     def head_fraction(self) -> float:

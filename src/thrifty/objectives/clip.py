@@ -157,7 +157,7 @@ class Clip(Objective):
         losses = clip_loss(all_image, all_text, scale, rows)  # (B,): this rank's pairs
         term, per_row = row_term(losses[:, None], batch.weights)
         loss = term.value
-        metrics = {"loss": loss.item(), "logit_scale": scale.item()}
+        metrics = {"loss": loss.detach(), "logit_scale": scale.detach()}
         return Output(loss, metrics, per_row.detach(), {"clip": term})
 
     def head_fraction(self) -> float:

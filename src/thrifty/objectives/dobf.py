@@ -72,7 +72,7 @@ class Dobf(Objective):
     def __call__(self, batch: Batch) -> Output:
         # on the host copy: the targets are known there, so the head gathers them by index and
         # the crossing count needs no read back from the device
-        host, crossed = supervised_targets(batch.host_ids(), self.cfg.supervise == "after_sep")
+        host, crossed = supervised_targets(batch.on_host(), self.cfg.supervise == "after_sep")
         targets = to_device(host, batch.ids.device)
         if crossed and not self._warned:
             self._warned = True

@@ -60,10 +60,10 @@ class DecisionPretraining(Objective):
             correct = (logits.argmax(-1) == target[:, None]).float()  # (B, T)
         loss = term.value
         metrics = {
-            "loss": loss.item(),
-            "accuracy": correct.mean().item(),
-            "accuracy_empty": correct[:, 0].mean().item(),
-            "accuracy_full": correct[:, -1].mean().item(),
+            "loss": loss.detach(),
+            "accuracy": correct.mean(),
+            "accuracy_empty": correct[:, 0].mean(),
+            "accuracy_full": correct[:, -1].mean(),
         }
         return Output(loss, metrics, per_row.detach(), {"dpt": term})
 

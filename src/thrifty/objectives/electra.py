@@ -175,7 +175,7 @@ class Electra(Objective):
         batch's host copy), predict with the generator, sample."""
         ids = batch.ids[:, :-1]
         masked, chosen = mask_tokens(
-            batch.host_ids()[:, :-1],
+            batch.on_host()[:, :-1],
             self.cfg.mask_rate,
             self.cfg.masking,
             self.disc.cfg.vocab_size,

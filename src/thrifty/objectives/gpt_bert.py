@@ -151,7 +151,7 @@ class GPTBERT(Objective):
             at = to_device((~causal).nonzero()[:, 0], device)
             wm = w.index_select(0, at) if w is not None else None
             random = self.random(batch, "mask").select(~causal)
-            ids, host = batch.ids.index_select(0, at), batch.host_ids()[~causal]
+            ids, host = batch.ids.index_select(0, at), batch.on_host()[~causal]
             term, rows, m = self.masked_part(ids, wm, rate, random, batch.reweight, host)
             terms["mntp"] = replace(term, weight=1 - frac)
             per_row[at] = rows

@@ -70,7 +70,8 @@ class PatchDecoder(nn.Module):
     def forward(self, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         B, N = hidden.shape[0], self.position.shape[0]
         x = self.mask_token.expand(B, N, -1).clone()
-        x.scatter_(1, keep[..., None].expand(-1, -1, x.shape[-1]), self.enter(hidden))
+        entered = self.enter(hidden).to(x.dtype)  # bf16 under autocast, as CUDA runs by default
+        x.scatter_(1, keep[..., None].expand(-1, -1, x.shape[-1]), entered)
         x = x + self.position
         for block in self.blocks:
             x = block(x, self.rope_cos, self.rope_sin, False, None)
@@ -131,7 +132,7 @@ class MaskedAutoencoder(Objective):
         errors = (predicted - target).square().mean(-1)  # (B, N)
         term, per_row = row_term(errors, batch.weights, hidden_patch)
         loss = term.value
-        return Output(loss, {"loss": loss.item()}, per_row.detach(), {"mae": term})
+        return Output(loss, {"loss": loss.detach()}, per_row.detach(), {"mae": term})
 
     def head_fraction(self) -> float:
         return 0.0

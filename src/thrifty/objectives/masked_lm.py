@@ -32,7 +32,7 @@ class MaskedLM(Objective):
     def __call__(self, batch: Batch) -> Output:
         ids = batch.ids[:, :-1]
         random = self.random(batch, "mask")
-        host = batch.host_ids()[:, :-1]
+        host = batch.on_host()[:, :-1]
         corrupted, chosen = mask_tokens(
             host, self.cfg.mask_rate, self.cfg.masking, self.model.cfg.vocab_size, random
         )

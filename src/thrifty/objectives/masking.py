@@ -39,7 +39,7 @@ def mask_tokens(
     """Corrupt (B, T) ids on the host, where the rows' generators draw; returns (corrupted ids,
     bool mask of positions chosen for prediction), also on the host: a caller moves them to
     its device (``thrifty.transfer.to_device``) and knows which positions were chosen without
-    asking the device. Objectives mask the batch's host copy (``Batch.host_ids``).
+    asking the device. Objectives mask the batch's host copy (``Batch.on_host``).
 
     ``random`` holds one stream per row (``Objective.random(batch, purpose)``)."""
     B, T = ids.shape

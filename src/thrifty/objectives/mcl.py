@@ -175,7 +175,7 @@ class MCL(Electra):
             metrics |= {"rtd_auc": d.metrics["auc"]}
             positives, tokens = positives + d.metrics["positive"], tokens + 1
         if cfg.swap_weight:
-            random, host = self.random(batch, "swap"), batch.host_ids()[:, :-1]
+            random, host = self.random(batch, "swap"), batch.on_host()[:, :-1]
             swapped, labels = swap_tokens(
                 ids, cfg.swap_rate, self.disc.cfg.vocab_size, random, host
             )

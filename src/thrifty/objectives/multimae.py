@@ -165,9 +165,12 @@ class MultiMAE(Objective):
             nn.init.zeros_(layer.bias)
         self.owned.to(stem.position.device)
 
-    def maps(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Each modality's map (B, C, H, W): segmentation as a one-hot float, edges computed."""
-        images = inputs["images"]
+    def maps(
+        self, inputs: dict[str, torch.Tensor], host: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Each modality's map (B, C, H, W): segmentation as a one-hot float, edges computed.
+        ``host``: the same fields on the host (``Batch.host``), where the class check reads."""
+        images, host = inputs["images"], host or {}
         out = {}
         for name in self.names:
             if name == "rgb":
@@ -181,13 +184,16 @@ class MultiMAE(Objective):
                 )
             elif name == "segmentation":
                 seg = inputs[name]
-                if int(seg.max()) >= self.cfg.segmentation_classes:
+                largest = int(host.get(name, seg).max())  # on the host: no device read
+                if largest >= self.cfg.segmentation_classes:
                     raise UserError(
                         f"objective.segmentation_classes={self.cfg.segmentation_classes} is "
-                        f"below the data's class {int(seg.max())}"
+                        f"below the data's class {largest}"
                     )
-                out[name] = F.one_hot(seg, self.cfg.segmentation_classes).permute(0, 3, 1, 2)
-                out[name] = out[name].to(images.dtype)
+                # one-hot by a scatter: F.one_hot reads the classes' range back from the device
+                shape = (seg.shape[0], self.cfg.segmentation_classes, *seg.shape[1:])
+                hot = torch.zeros(shape, dtype=images.dtype, device=seg.device)
+                out[name] = hot.scatter_(1, seg[:, None], 1.0)
             else:
                 out[name] = inputs[name]
         return out
@@ -235,7 +241,7 @@ class MultiMAE(Objective):
         return (predicted.float() - patches).square().mean(-1)
 
     def __call__(self, batch: Batch) -> Output:
-        maps = self.maps(batch.inputs)
+        maps = self.maps(batch.inputs, batch.host)
         index = self.choose(batch).to(batch.inputs["images"].device)
         predicted = self.predict(maps, index)
         B, N = index.shape[0], self.num_patches
@@ -246,9 +252,9 @@ class MultiMAE(Objective):
             hidden = ~shown[:, m * N : (m + 1) * N]
             term, row = hidden_term(self.errors(name, predicted[name], maps[name]), hidden, batch)
             terms[name], per_row = term, per_row + row
-            metrics[name] = term.value.item()
+            metrics[name] = term.value.detach()
         loss = sum(t.value for t in terms.values())
-        metrics["loss"] = loss.item()
+        metrics["loss"] = loss.detach()
         return Output(loss, metrics, per_row.detach(), terms)
 
     def head_fraction(self) -> float:

@@ -120,7 +120,7 @@ class Parts:
     def add(self, name: str, per_image: torch.Tensor, weight: float) -> None:
         """A (B,) loss as a term of ``weight`` (reported, but not a term, at weight 0)."""
         term, per_row = row_term(per_image[:, None], self.weights)
-        self.metrics[name] = term.value.item()
+        self.metrics[name] = term.value.detach()
         if weight:
             term.weight = weight
             self.terms[name], self.rows[name] = term, per_row.detach()
@@ -128,7 +128,7 @@ class Parts:
     def output(self) -> Output:
         loss = combine(self.terms)
         sample = sum(self.terms[k].weight * self.rows[k] for k in self.terms)
-        return Output(loss, self.metrics | {"loss": loss.item()}, sample, self.terms)
+        return Output(loss, self.metrics | {"loss": loss.detach()}, sample, self.terms)
 
 
 @OBJECTIVES.register("scalekd")
@@ -232,7 +232,7 @@ class ScaleKD(Objective):
         logits = self.owned["head"](tokens.mean(1))  # (B, K)
         parts = Parts(batch.weights)
         parts.add("ce", F.cross_entropy(logits.float(), labels, reduction="none"), cfg.ce_weight)
-        parts.metrics["accuracy"] = (logits.argmax(-1) == labels).float().mean().item()
+        parts.metrics["accuracy"] = (logits.argmax(-1) == labels).float().mean()
         if self.spec is not None:
             self.distil(images, labels, tokens, logits, parts)
         return parts.output()
@@ -248,7 +248,7 @@ class ScaleKD(Objective):
             if self.teacher_head is not None:
                 teacher_logits = self.teacher_head(teacher_tokens.mean(1))
                 hits = teacher_logits.argmax(-1) == labels
-                parts.metrics["teacher_accuracy"] = hits.float().mean().item()
+                parts.metrics["teacher_accuracy"] = hits.float().mean()
         if cfg.kd_weight:
             parts.add("kd", softened_kl(logits, teacher_logits, cfg.temperature), cfg.kd_weight)
         if "projector" not in self.owned:
@@ -257,8 +257,8 @@ class ScaleKD(Objective):
         if cfg.feature_weight:
             spatial = spatial_mse(projected, teacher_tokens)
             frequency = frequency_mse(projected, teacher_tokens)
-            parts.metrics["feature_spatial"] = spatial.mean().item()
-            parts.metrics["feature_frequency"] = frequency.mean().item()
+            parts.metrics["feature_spatial"] = spatial.mean().detach()
+            parts.metrics["feature_frequency"] = frequency.mean().detach()
             feature = spatial + cfg.frequency_weight * frequency
             parts.add("feature", feature, cfg.feature_weight)
         if cfg.perception_weight:

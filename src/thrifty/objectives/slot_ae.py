@@ -119,7 +119,7 @@ class SlotAutoencoder(Objective):
         errors = (reconstruction - images.float()).square().flatten(1)  # (B, C·H·W)
         term, per_row = row_term(errors, batch.weights)
         loss = term.value
-        return Output(loss, {"loss": loss.item()}, per_row.detach(), {"slot_ae": term})
+        return Output(loss, {"loss": loss.detach()}, per_row.detach(), {"slot_ae": term})
 
     def head_fraction(self) -> float:
         return 0.0

@@ -160,7 +160,7 @@ class ContrastiveBase(Objective):
         losses = contrastive_loss(torch.cat([first_views, partners]), cfg.temperature, target, mine)
         term, per_row = row_term(losses[:, None], batch.weights)
         loss = term.value
-        return Output(loss, {"loss": loss.item()}, per_row.detach(), {"contrastive": term})
+        return Output(loss, {"loss": loss.detach()}, per_row.detach(), {"contrastive": term})
 
     def head_fraction(self) -> float:
         return 0.0
