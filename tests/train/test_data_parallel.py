@@ -73,8 +73,9 @@ def launch(nproc: int, cfg, *overrides: str) -> None:
 
 
 # masked_lm's masks and loss normalisation are also those of GPT-BERT's masked part, which the
-# default run covers; the plain masked case stays in the slow tier
-SLOW_CASES = {"masked_lm"}
+# default run covers, and the global normalisation of loss-based weights has a 2-process test
+# of its own (tests/objectives/test_reweighting.py): both cases stay in the slow tier
+SLOW_CASES = {"masked_lm", "gpt_bert_linupper"}
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,8 @@ def test_two_processes_train_what_one_process_trains(nano_cfg, case):
     assert listing(one.run_dir) == listing(two.run_dir)
 
 
-@pytest.mark.parametrize("direction", ["2->1", "1->2"])
+# 1->2 in the slow tier: 2->1 reloads a 2-process checkpoint on one, the same restore path
+@pytest.mark.parametrize("direction", ["2->1", pytest.param("1->2", marks=pytest.mark.slow)])
 def test_resume_across_world_sizes(nano_cfg, direction):
     case = [*STEPS, "train.checkpoint_every=6", "objective.name=gpt_bert"]
     straight = nano_cfg("name=straight", ONE, *case)

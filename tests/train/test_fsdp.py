@@ -47,9 +47,11 @@ def listing(run: Path) -> list[str]:
 GPT_BERT = ["objective.mix=per_batch", "objective.causal_fraction=0.25", "train.ema_decay=0.9"]
 
 
-# masked_lm in the slow tier: GPT-BERT's masked part runs the same path in the default run
+# causal_lm and masked_lm in the slow tier: GPT-BERT's two parts run both paths in the default
+# run
 @pytest.mark.parametrize(
-    "objective", ["causal_lm", pytest.param("masked_lm", marks=pytest.mark.slow), "gpt_bert"]
+    "objective",
+    [pytest.param(o, marks=pytest.mark.slow) for o in ("causal_lm", "masked_lm")] + ["gpt_bert"],
 )
 def test_sharded_processes_train_what_one_process_trains(nano_cfg, objective, request):
     case = [*STEPS, f"objective.name={objective}"]

@@ -35,7 +35,10 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# softcon in the slow tier: both cases gather every rank's rows through the same cross_rank path
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=[pytest.mark.slow] if c == "softcon" else []) for c in CASES]
+)
 def test_two_processes_see_the_global_batch_as_negatives(tmp_path, case):
     config, source, extra = CASES[case]
     data = tmp_path / "data"
