@@ -7,7 +7,9 @@ import torch.nn.functional as F
 
 from thrifty.config import ModelConfig
 from thrifty.models.transformer import Transformer
-from thrifty.objectives.base import IGNORE, token_term
+from thrifty.objectives import token_loss
+from thrifty.objectives.base import IGNORE
+from thrifty.objectives.token_loss import token_term
 
 
 def reference(model, hidden, targets, weights, z_loss):
@@ -26,9 +28,10 @@ def reference(model, hidden, targets, weights, z_loss):
 @pytest.mark.parametrize("partial", [False, True])
 @pytest.mark.parametrize("path", ["fused", "dense"])
 def test_head_matches_cross_entropy(z_loss, weighted, partial, path, monkeypatch):
-    import thrifty.objectives.base as base
 
-    monkeypatch.setattr(base, "HEAD_CHUNK_LOGITS", 97 * 7)  # several chunks with a ragged tail
+    monkeypatch.setattr(
+        token_loss, "HEAD_CHUNK_LOGITS", 97 * 7
+    )  # several chunks with a ragged tail
     torch.manual_seed(0)
     model = Transformer(ModelConfig(size="nano", vocab_size=97, max_seq_len=32))
     hidden = torch.randn(4, 9, model.cfg.d_model, requires_grad=True)
@@ -41,7 +44,9 @@ def test_head_matches_cross_entropy(z_loss, weighted, partial, path, monkeypatch
     if path == "fused":
         term, per_row, _ = token_term(model, hidden, targets, weights, z_loss)
     else:
-        term, per_row, _ = base._dense_token_term(model, hidden, targets, weights, z_loss, None)
+        term, per_row, _ = token_loss._dense_token_term(
+            model, hidden, targets, weights, z_loss, None
+        )
     loss = term.value
     (3.0 * loss).backward()
     got = (hidden.grad.clone(), model.embed.weight.grad.clone())

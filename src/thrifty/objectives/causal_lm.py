@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, token_term
+from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output
+from thrifty.objectives.token_loss import token_term
 
 
 @OBJECTIVES.register("causal_lm")

@@ -28,7 +28,8 @@ from typing import Literal
 import torch
 
 from thrifty.data.tokenizer import BOS_ID, PAD_ID, SEP_ID
-from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_term
+from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output
+from thrifty.objectives.token_loss import token_term
 from thrifty.transfer import to_device
 
 log = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ from thrifty.objectives.base import (
     Objective,
     Output,
     combine,
-    token_term,
 )
 from thrifty.objectives.masking import Masking, mask_tokens
 from thrifty.objectives.randomness import RowRandom, sample_uniforms
+from thrifty.objectives.token_loss import token_term
 from thrifty.transfer import to_device
 
 

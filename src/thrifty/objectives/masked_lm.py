@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_term
+from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output
 from thrifty.objectives.masking import Masking, mask_tokens
+from thrifty.objectives.token_loss import token_term
 from thrifty.transfer import to_device
 
 

@@ -25,8 +25,9 @@ import torch
 
 from thrifty.bounds import bounded
 from thrifty.data.tokenizer import META_ID
-from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output, token_term
+from thrifty.objectives.base import IGNORE, OBJECTIVES, Batch, Objective, Output
 from thrifty.objectives.randomness import RowRandom
+from thrifty.objectives.token_loss import token_term
 from thrifty.transfer import to_device
 
 Placement = Literal["random", "periodic"]

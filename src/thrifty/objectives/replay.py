@@ -47,8 +47,9 @@ from thrifty.objectives.anchoring import (
     kl_imitation,
     margin_loss,
 )
-from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output, token_term
+from thrifty.objectives.base import OBJECTIVES, Batch, Objective, Output
 from thrifty.objectives.causal_lm import CausalLM
+from thrifty.objectives.token_loss import token_term
 
 log = logging.getLogger("thrifty.train")
 

@@ -1,0 +1,201 @@
+"""``token_term``: the cross-entropy of token targets read from hidden states, the loss of every
+language-modelling objective (causal, masked, GPT-BERT, DOBF, meta-tokens, replay).
+
+Three paths give the same values: on fp32 CPU a fused, chunked head + loss (an autograd
+function of its own, far less memory traffic than logits then log-softmax); with ``dense`` the
+head over every position, IGNORE ones masked out (no count read back from a GPU); otherwise the
+supervised positions gathered first (masked objectives, about 15% of them), by indices counted
+on the host when the caller drew the mask there. Written by hand because the chunked fused
+head is not in PyTorch and the gather-by-host-indices is thrifty's own no-wait contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from thrifty.losses import LossTerm, safe_count
+from thrifty.models.transformer import Transformer
+from thrifty.objectives.base import IGNORE
+from thrifty.objectives.positions import Positions
+from thrifty.transfer import to_device
+
+# Tokens per chunk of the fused head: about 4M fp32 logits (16 MB), which stay in cache.
+HEAD_CHUNK_LOGITS = 1 << 22
+
+
+class _HeadCrossEntropy(torch.autograd.Function):
+    """Tied LM head + cross-entropy over token chunks, with the gradient taken in the forward pass.
+
+    The unfused path materialises (N, V) logits, their log-softmax and a zero-filled gradient of
+    the same size: for a batch of 32 x 128 tokens and V = 8192 that is 134 MB each, streamed
+    through DRAM several times per step. Here each chunk of logits is used while it is still
+    in cache: loss and argmax, then d(loss)/d(logits) in place, which goes straight into the
+    two gradient matmuls. The loss is linear in the per-token losses (``coef`` holds d loss /
+    d token loss), so backward only scales the stored gradients. Same fp32 math as
+    ``F.cross_entropy`` (gradients agree to ~3e-7 relative). On a 2-core CPU it took the
+    benchmark step (mini, 32 x 128 tokens, V = 8192) from 1.49 s to 1.31 s (median of
+    interleaved steps); see benchmarks/throughput.md.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, coef, z_loss, need_grad):
+        N, V = hidden.shape[0], weight.shape[0]
+        chunk = max(1, HEAD_CHUNK_LOGITS // V)
+        losses = hidden.new_empty(N)
+        correct = torch.zeros((), dtype=torch.long)
+        grad_h = torch.empty_like(hidden) if need_grad and ctx.needs_input_grad[0] else None
+        grad_w = torch.zeros_like(weight) if need_grad and ctx.needs_input_grad[1] else None
+        probs_buffer = hidden.new_empty(min(chunk, N), V)
+        for s in range(0, N, chunk):
+            h, y, c = hidden[s : s + chunk], targets[s : s + chunk], coef[s : s + chunk]
+            logits = h @ weight.T  # (n, V)
+            top, pred = logits.max(-1)
+            correct += (pred == y).sum()
+            target_logit = logits.gather(1, y[:, None]).squeeze(1)
+            # torch.softmax's fused kernel is ~2x faster on CPU than max-subtract + exp_ + sum.
+            # logsumexp = top - log p_top, and p_top >= 1/V, so the log is well conditioned.
+            probs = torch.softmax(logits, -1, out=probs_buffer[: len(y)])
+            lse = top - probs.gather(1, pred[:, None]).squeeze(1).log()
+            loss = lse - target_logit
+            if z_loss:
+                loss = loss + z_loss * lse.square()
+            losses[s : s + chunk] = loss
+            if grad_h is None and grad_w is None:
+                continue
+            # d loss_i / d logits = softmax · (1 + 2·z·lse) − onehot(y), times coef_i
+            scale = c * (1 + 2 * z_loss * lse) if z_loss else c
+            probs.mul_(scale[:, None]).scatter_add_(1, y[:, None], -c[:, None])
+            if grad_h is not None:
+                torch.mm(probs, weight, out=grad_h[s : s + chunk])
+            if grad_w is not None:
+                grad_w.addmm_(probs.T, h)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.mark_non_differentiable(losses, correct)
+        return (coef * losses).sum(), losses, correct
+
+    @staticmethod
+    def backward(ctx, grad_loss, _losses, _correct):
+        grad_h, grad_w = ctx.saved_tensors
+        return (
+            None if grad_h is None else grad_h * grad_loss,
+            None if grad_w is None else grad_w * grad_loss,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def token_term(
+    model: Transformer,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor | None,
+    z_loss: float = 0.0,
+    reweight: Callable | None = None,
+    dense: bool = False,
+    supervised: torch.Tensor | None = None,
+) -> tuple[LossTerm, torch.Tensor, dict]:
+    """Cross-entropy of ``targets`` (B, T; IGNORE where unsupervised) read from ``hidden``.
+
+    The LM head runs only on supervised positions (MLM supervises ~15% of them). Returns the
+    loss as a term (sum of token losses over supervised tokens, or Σ_i w_i · row-mean_i over
+    Σ_i w_i when weights are given), the detached per-row mean losses, and accuracy metrics.
+    ``reweight`` (``Batch.reweight``) turns the per-row losses into the weights w_i, with no
+    gradient through them; that needs the losses before the gradient, so it takes the unfused
+    path below (one pass; the fused head wants its token coefficients up front).
+
+    ``dense``: the targets supervise (nearly) every position, as next-token prediction's do.
+    Off the fp32 CPU path the head then reads every position, IGNORE ones masked out of the
+    sums, instead of gathering the supervised ones first: gathering sizes a tensor by a count
+    the host must read from the device, a wait in every step. ``supervised``: ``targets !=
+    IGNORE`` on the host, when the caller made the targets from a mask it drew there (masked
+    objectives): the supervised positions are then gathered by indices sent to the device,
+    with no count read back. Metrics are 0-dim tensors where they come from the device, so the
+    loop reads them only when it logs.
+    """
+    head = model.embed.weight  # the tied head: model.logits(h) == h @ head.T
+    fp32 = hidden.dtype == head.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    cpu_fused = hidden.device.type == "cpu" and fp32 and reweight is None
+    if dense and not cpu_fused:
+        return _dense_token_term(model, hidden, targets, weights, z_loss, reweight)
+    h, y, rows, counts = _supervised_positions(hidden, targets, supervised)
+    if cpu_fused and y.numel():
+        # fp32 on CPU: the fused, chunked head + loss (same values, far less memory traffic).
+        # Token weights: the sum is Σ_t coef_t · loss_t, coef_t = w_row / count_row or 1.
+        coef = (weights / counts)[rows].to(h.dtype) if weights is not None else h.new_ones(y.shape)
+        fused = _HeadCrossEntropy.apply(h, head, y, coef, z_loss, torch.is_grad_enabled())
+        total, losses, correct = fused
+        per_row = torch.zeros(targets.shape[0]).index_add(0, rows, losses) / counts
+        count = weights.sum() if weights is not None else torch.tensor(float(y.numel()))
+        metrics = {"accuracy": correct.item() / y.numel(), "supervised": float(y.numel())}
+        return LossTerm(total, count.detach()), per_row, metrics
+    logits = model.logits(h).float()  # (N, V)
+    losses = F.cross_entropy(logits, y, reduction="none")  # (N,)
+    if z_loss:
+        losses = losses + z_loss * torch.logsumexp(logits, dim=-1).pow(2)
+    per_row = (
+        torch.zeros(targets.shape[0], device=losses.device).index_add(0, rows, losses) / counts
+    )
+    if reweight is not None:
+        weights = reweight(per_row.detach(), weights)
+    if weights is not None:
+        term = LossTerm((weights * per_row).sum(), weights.sum().detach())
+    else:
+        term = LossTerm(losses.sum(), losses.new_full((), float(y.numel())))
+    with torch.no_grad():
+        acc = (logits.argmax(-1) == y).float().mean() if y.numel() else 0.0
+    return term, per_row.detach(), {"accuracy": acc, "supervised": float(y.numel())}
+
+
+def _supervised_positions(
+    hidden: torch.Tensor, targets: torch.Tensor, supervised: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (N, C) hidden states and (N,) targets of the supervised positions, each one's row
+    and every row's count (at least 1). With the host's ``supervised`` mask, by indices copied
+    to the device; else by the device's mask, whose count the host must wait for."""
+    if supervised is None:
+        supervised = targets != IGNORE  # (B, T)
+        rows = supervised.nonzero()[:, 0]
+        counts = supervised.sum(1).clamp(min=1)
+        return hidden[supervised], targets[supervised], rows, counts
+    device = hidden.device
+    at = Positions.drawn(supervised, device)  # counted on the host: no wait
+    rows = to_device(at.host // targets.shape[1], device)
+    return at.take(hidden), at.take(targets), rows, to_device(supervised.sum(1).clamp(1), device)
+
+
+def _dense_token_term(
+    model: Transformer,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor | None,
+    z_loss: float,
+    reweight: Callable | None,
+) -> tuple[LossTerm, torch.Tensor, dict]:
+    """``token_term`` on every position (``dense=True``): the same values, with no count
+    read back to the host."""
+    supervised = targets != IGNORE  # (B, T)
+    logits = model.logits(hidden).float()  # (B, T, V)
+    flat = F.cross_entropy(
+        logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none"
+    )
+    losses = flat.view_as(targets)  # 0 where unsupervised
+    if z_loss:
+        losses = losses + z_loss * torch.logsumexp(logits, dim=-1).pow(2) * supervised
+    per_row_count = supervised.sum(1)
+    per_row = losses.sum(1) / per_row_count.clamp(min=1)
+    if reweight is not None:
+        weights = reweight(per_row.detach(), weights)
+    count = per_row_count.sum()
+    if weights is not None:
+        term = LossTerm((weights * per_row).sum(), weights.sum().detach())
+    else:
+        term = LossTerm(losses.sum(), count.to(losses.dtype))
+    with torch.no_grad():
+        hits = ((logits.argmax(-1) == targets) & supervised).sum()
+        acc = hits / safe_count(count)
+    return term, per_row.detach(), {"accuracy": acc, "supervised": count}
