@@ -20,6 +20,11 @@ from multiprocess import torchrun  # noqa: E402
 STEPS = ["train.max_steps=12", "train.log_every=2", "train.eval_every=6"]
 # 8 rows per global batch: one process with 8 rows, or two with 4 each
 ONE, TWO = "train.batch_size=8", "train.batch_size=4"
+# Two processes sum their gradients in another order, so fp32 rounding differs; Adam divides
+# by the root of its second moment, which turns a rounding difference in a near-zero gradient
+# into a visible share of a learning-rate step (up to 3e-5 after 12 steps on an AMD EPYC).
+# A sample routed or masked by rank instead would move the loss curve itself.
+SAME_WEIGHTS = {"rtol": 1e-4, "atol": 5e-5}
 CASES = {
     "causal_lm": ["objective.name=causal_lm"],
     "masked_lm": ["objective.name=masked_lm"],
@@ -49,7 +54,7 @@ def assert_close_runs(reference: Path, other: Path) -> None:
     a, b = weights(reference), weights(other)
     assert a.keys() == b.keys()
     for key in a:
-        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=2e-5), key
+        assert torch.allclose(a[key], b[key], **SAME_WEIGHTS), key
     ra, rb = rows(reference), rows(other)
     assert [sorted(r) for r in ra] == [sorted(r) for r in rb]  # the same rows and columns
     for x, y in zip(ra, rb, strict=True):

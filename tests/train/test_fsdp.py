@@ -17,7 +17,7 @@ from thrifty.train.loop import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from multiprocess import torchrun  # noqa: E402
-from test_data_parallel import ONE, STEPS, TWO, assert_close_runs, rows  # noqa: E402
+from test_data_parallel import ONE, SAME_WEIGHTS, STEPS, TWO, assert_close_runs, rows  # noqa: E402
 
 FSDP = "train.parallel=fsdp"
 
@@ -73,7 +73,7 @@ def test_sharded_processes_train_what_one_process_trains(nano_cfg, objective, re
         a, b = (load_ema_weights(latest_checkpoint(c.run_dir)) for c in (one, two))
         assert a.keys() == b.keys()
         for key in a:
-            assert torch.allclose(a[key], b[key], rtol=1e-4, atol=2e-5), key
+            assert torch.allclose(a[key], b[key], **SAME_WEIGHTS), key
 
 
 # 1->2 (one process saves, two load) in the slow tier; 2->1 gathers and reloads in the default run
