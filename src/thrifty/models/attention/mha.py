@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from thrifty.models.attention.base import ATTENTIONS, score_flops
+from thrifty.models.attention.kernel import scaled_dot_product
 from thrifty.models.linear import make_linear
 from thrifty.models.linear.base import matmul_params
 from thrifty.models.rope import apply_rope
@@ -61,5 +61,5 @@ def attend(
     B, T, H, hd = q.shape
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+    y = scaled_dot_product(q, k, v, mask, causal)
     return y.transpose(1, 2).reshape(B, T, H * hd)
