@@ -56,3 +56,51 @@ def test_head_matches_cross_entropy(z_loss, weighted, partial, path, monkeypatch
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got[0], hidden.grad, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(got[1], model.embed.weight.grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_head_under_bf16_autocast_matches_autocast_cross_entropy(weighted, monkeypatch):
+    """Under CPU bf16 autocast the fused head multiplies in bf16 and takes the softmax in fp32,
+    as the unfused path under autocast does: same loss, gradients at bf16 precision."""
+    monkeypatch.setattr(token_loss, "HEAD_CHUNK_LOGITS", 97 * 7)
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(size="nano", vocab_size=97, max_seq_len=32))
+    hidden = torch.randn(4, 9, model.cfg.d_model, requires_grad=True)
+    targets = torch.randint(0, 97, (4, 9))
+    weights = torch.tensor([0.1, 0.2, 0.3, 0.4]) if weighted else None
+    assert token_loss._cpu_head_dtype(hidden, model.embed.weight) == torch.float32
+    results = []
+    for fused in (True, False):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert token_loss._cpu_head_dtype(hidden, model.embed.weight) == torch.bfloat16
+            if fused:
+                term, per_row, metrics = token_term(model, hidden, targets, weights, 0.0)
+            else:
+                term, per_row, metrics = token_loss._dense_token_term(
+                    model, hidden, targets, weights, 0.0, None
+                )
+        term.value.backward()
+        results.append((term.value, per_row, hidden.grad, model.embed.weight.grad))
+        hidden.grad, model.embed.weight.grad = None, None
+    (loss, per_row, grad_h, grad_w), (ref_loss, ref_row, ref_h, ref_w) = results
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(per_row, ref_row, rtol=1e-5, atol=1e-6)
+    scale_h, scale_w = ref_h.abs().max(), ref_w.abs().max()
+    assert (grad_h - ref_h).abs().max() < 1e-2 * scale_h
+    assert (grad_w - ref_w).abs().max() < 1e-2 * scale_w
+    assert grad_h.dtype == hidden.dtype and grad_w.dtype == torch.float32
+
+
+def test_fused_accuracy_is_argmax_accuracy_and_counts_ties_as_hits():
+    torch.manual_seed(1)
+    model = Transformer(ModelConfig(size="nano", vocab_size=97, max_seq_len=32))
+    hidden = torch.randn(3, 8, model.cfg.d_model)
+    targets = torch.randint(0, 97, (3, 8))
+    targets[0, :4] = model.logits(hidden[0, :4]).argmax(-1)  # some hits for sure
+    with torch.no_grad():
+        _, _, metrics = token_term(model, hidden, targets, None, 0.0)
+        expected = (model.logits(hidden).argmax(-1) == targets).float().mean().item()
+        assert metrics["accuracy"] == pytest.approx(expected)
+        # all logits equal: every target ties the top logit
+        _, _, metrics = token_term(model, torch.zeros_like(hidden), targets, None, 0.0)
+    assert metrics["accuracy"] == 1.0

@@ -1,12 +1,13 @@
 """``token_term``: the cross-entropy of token targets read from hidden states, the loss of every
 language-modelling objective (causal, masked, GPT-BERT, DOBF, meta-tokens, replay).
 
-Three paths give the same values: on fp32 CPU a fused, chunked head + loss (an autograd
-function of its own, far less memory traffic than logits then log-softmax); with ``dense`` the
-head over every position, IGNORE ones masked out (no count read back from a GPU); otherwise the
-supervised positions gathered first (masked objectives, about 15% of them), by indices counted
-on the host when the caller drew the mask there. Written by hand because the chunked fused
-head is not in PyTorch and the gather-by-host-indices is thrifty's own no-wait contract.
+Three paths give the same values: on CPU (fp32, or bf16 autocast) a fused, chunked head +
+loss (an autograd function of its own, far less memory traffic than logits then log-softmax);
+with ``dense`` the head over every position, IGNORE ones masked out (no count read back from a
+GPU); otherwise the supervised positions gathered first (masked objectives, about 15% of them),
+by indices counted on the host when the caller drew the mask there. Written by hand because
+the chunked fused head is not in PyTorch and the gather-by-host-indices is thrifty's own
+no-wait contract.
 """
 
 from __future__ import annotations
@@ -32,33 +33,40 @@ class _HeadCrossEntropy(torch.autograd.Function):
     The unfused path materialises (N, V) logits, their log-softmax and a zero-filled gradient of
     the same size: for a batch of 32 x 128 tokens and V = 8192 that is 134 MB each, streamed
     through DRAM several times per step. Here each chunk of logits is used while it is still
-    in cache: loss and argmax, then d(loss)/d(logits) in place, which goes straight into the
+    in cache: loss and accuracy, then d(loss)/d(logits) in place, which goes straight into the
     two gradient matmuls. The loss is linear in the per-token losses (``coef`` holds d loss /
     d token loss), so backward only scales the stored gradients. Same fp32 math as
-    ``F.cross_entropy`` (gradients agree to ~3e-7 relative). On a 2-core CPU it took the
+    ``F.cross_entropy`` (gradients agree to ~3e-7 relative); under bf16 autocast the matmuls
+    run in bf16 as autocast would run them and the softmax in fp32, as autocast's
+    cross-entropy does (the loss is the unfused path's, gradients agree at bf16 precision).
+    Accuracy counts a target tied with the top logit as a hit (argmax would pick one of the
+    tied classes; ties are rare outside bf16). On a 2-core CPU it took the
     benchmark step (mini, 32 x 128 tokens, V = 8192) from 1.49 s to 1.31 s (median of
     interleaved steps); see benchmarks/throughput.md.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, coef, z_loss, need_grad):
+    def forward(ctx, hidden, weight, targets, coef, z_loss, need_grad, matmul_dtype):
         N, V = hidden.shape[0], weight.shape[0]
         chunk = max(1, HEAD_CHUNK_LOGITS // V)
-        losses = hidden.new_empty(N)
+        losses = hidden.new_empty(N, dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long)
         grad_h = torch.empty_like(hidden) if need_grad and ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(weight) if need_grad and ctx.needs_input_grad[1] else None
-        probs_buffer = hidden.new_empty(min(chunk, N), V)
+        # bf16 autocast: the matmuls in bf16 as autocast would run them, the softmax in fp32
+        h_all, w = hidden.to(matmul_dtype), weight.to(matmul_dtype)
+        probs_buffer = hidden.new_empty(min(chunk, N), V, dtype=torch.float32)
         for s in range(0, N, chunk):
-            h, y, c = hidden[s : s + chunk], targets[s : s + chunk], coef[s : s + chunk]
-            logits = h @ weight.T  # (n, V)
-            top, pred = logits.max(-1)
-            correct += (pred == y).sum()
-            target_logit = logits.gather(1, y[:, None]).squeeze(1)
+            h, y, c = h_all[s : s + chunk], targets[s : s + chunk], coef[s : s + chunk]
+            logits = h @ w.T  # (n, V), bf16 under autocast (exact in fp32 from here on)
+            # Values-only maxima: max-with-indices is ~3x slower on CPU than amax.
+            top = logits.amax(-1).float()
+            target_logit = logits.gather(1, y[:, None]).squeeze(1).float()
+            correct += (target_logit >= top).sum()  # a tie for the top logit counts as a hit
             # torch.softmax's fused kernel is ~2x faster on CPU than max-subtract + exp_ + sum.
             # logsumexp = top - log p_top, and p_top >= 1/V, so the log is well conditioned.
-            probs = torch.softmax(logits, -1, out=probs_buffer[: len(y)])
-            lse = top - probs.gather(1, pred[:, None]).squeeze(1).log()
+            probs = torch.softmax(logits, -1, dtype=torch.float32, out=probs_buffer[: len(y)])
+            lse = top - probs.amax(-1).log()
             loss = lse - target_logit
             if z_loss:
                 loss = loss + z_loss * lse.square()
@@ -68,10 +76,17 @@ class _HeadCrossEntropy(torch.autograd.Function):
             # d loss_i / d logits = softmax · (1 + 2·z·lse) − onehot(y), times coef_i
             scale = c * (1 + 2 * z_loss * lse) if z_loss else c
             probs.mul_(scale[:, None]).scatter_add_(1, y[:, None], -c[:, None])
+            g = probs.to(matmul_dtype)  # no copy in fp32
             if grad_h is not None:
-                torch.mm(probs, weight, out=grad_h[s : s + chunk])
+                if g.dtype == grad_h.dtype:
+                    torch.mm(g, w, out=grad_h[s : s + chunk])
+                else:
+                    grad_h[s : s + chunk] = g @ w
             if grad_w is not None:
-                grad_w.addmm_(probs.T, h)
+                if g.dtype == grad_w.dtype:
+                    grad_w.addmm_(g.T, h)
+                else:  # each chunk's bf16 product summed in fp32
+                    grad_w += g.T @ h
         ctx.save_for_backward(grad_h, grad_w)
         ctx.mark_non_differentiable(losses, correct)
         return (coef * losses).sum(), losses, correct
@@ -82,6 +97,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
         return (
             None if grad_h is None else grad_h * grad_loss,
             None if grad_w is None else grad_w * grad_loss,
+            None,
             None,
             None,
             None,
@@ -109,7 +125,7 @@ def token_term(
     path below (one pass; the fused head wants its token coefficients up front).
 
     ``dense``: the targets supervise (nearly) every position, as next-token prediction's do.
-    Off the fp32 CPU path the head then reads every position, IGNORE ones masked out of the
+    Off the CPU fused path the head then reads every position, IGNORE ones masked out of the
     sums, instead of gathering the supervised ones first: gathering sizes a tensor by a count
     the host must read from the device, a wait in every step. ``supervised``: ``targets !=
     IGNORE`` on the host, when the caller made the targets from a mask it drew there (masked
@@ -118,16 +134,17 @@ def token_term(
     loop reads them only when it logs.
     """
     head = model.embed.weight  # the tied head: model.logits(h) == h @ head.T
-    fp32 = hidden.dtype == head.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-    cpu_fused = hidden.device.type == "cpu" and fp32 and reweight is None
+    matmul_dtype = _cpu_head_dtype(hidden, head)
+    cpu_fused = matmul_dtype is not None and reweight is None
     if dense and not cpu_fused:
         return _dense_token_term(model, hidden, targets, weights, z_loss, reweight)
     h, y, rows, counts = _supervised_positions(hidden, targets, supervised)
     if cpu_fused and y.numel():
-        # fp32 on CPU: the fused, chunked head + loss (same values, far less memory traffic).
+        # On CPU: the fused, chunked head + loss (same values, far less memory traffic).
         # Token weights: the sum is Σ_t coef_t · loss_t, coef_t = w_row / count_row or 1.
-        coef = (weights / counts)[rows].to(h.dtype) if weights is not None else h.new_ones(y.shape)
-        fused = _HeadCrossEntropy.apply(h, head, y, coef, z_loss, torch.is_grad_enabled())
+        coef = (weights / counts)[rows].float() if weights is not None else torch.ones(y.shape)
+        grad = torch.is_grad_enabled()
+        fused = _HeadCrossEntropy.apply(h, head, y, coef, z_loss, grad, matmul_dtype)
         total, losses, correct = fused
         per_row = torch.zeros(targets.shape[0]).index_add(0, rows, losses) / counts
         count = weights.sum() if weights is not None else torch.tensor(float(y.numel()))
@@ -149,6 +166,17 @@ def token_term(
     with torch.no_grad():
         acc = (logits.argmax(-1) == y).float().mean() if y.numel() else 0.0
     return term, per_row.detach(), {"accuracy": acc, "supervised": float(y.numel())}
+
+
+def _cpu_head_dtype(hidden: torch.Tensor, head: torch.Tensor) -> torch.dtype | None:
+    """The dtype the fused CPU head multiplies in: fp32, or bf16 under bf16 autocast; None
+    off the CPU or in other precisions (the unfused path)."""
+    if hidden.device.type != "cpu" or head.dtype != torch.float32:
+        return None
+    if not torch.is_autocast_enabled("cpu"):
+        return torch.float32 if hidden.dtype == torch.float32 else None
+    bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return torch.bfloat16 if bf16 and hidden.dtype in (torch.float32, torch.bfloat16) else None
 
 
 def _supervised_positions(
