@@ -29,9 +29,10 @@ windows of a prepared dataset's train split with ``--data PATH`` (its vocabulary
 
 MFU = FLOPs/token x tokens/s / peak. FLOPs/token = 6 x (matmul weights incl. the tied LM head) +
 12 x layers x seq_len x width (PaLM; ``Transformer.flops_per_token``; the same formula is applied
-to the HF model's weights). Peak = the best FLOP/s of a square fp32 matmul (``--peak-size``)
-measured on this machine in this run, best of ``--peak-repeats`` at the start of every round, so
-MFU is against the fastest the machine showed (conservative when load comes and goes).
+to the HF model's weights). Peak = the best FLOP/s of a square matmul (``--peak-size``) in
+the run's precision (fp32; bf16 with ``--bf16``) measured on this machine in this run, best of
+``--peak-repeats`` at the start of every round, so MFU is against the fastest the machine
+showed (conservative when load comes and goes).
 
 Timing: each round runs ``--warmup`` unmeasured steps per contender, then ``--steps`` measured
 steps alternating between contenders step by step (A, B, A, B, ...; the order rotates each
@@ -92,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def precision(args) -> torch.dtype:
+    """The dtype the contenders' matmuls run in, and so the peak's."""
+    return torch.bfloat16 if args.bf16 else torch.float32
+
+
 def autocast(args):
     """bf16 autocast on ``args.device`` with ``--bf16``, else nothing (fp32)."""
     if not args.bf16:
@@ -102,10 +108,10 @@ def autocast(args):
 # ---------------------------------------------------------------------------- peak and data
 
 
-def matmul_peak(n: int, repeats: int) -> float:
-    """Best FLOP/s of ``repeats`` fp32 (n x n) @ (n x n) matmuls."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
+def matmul_peak(n: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:
+    """Best FLOP/s of ``repeats`` (n x n) @ (n x n) matmuls in ``dtype``."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    out = torch.empty(n, n, dtype=dtype)
     torch.mm(a, b, out=out)  # wake the BLAS threads, fault in the pages
     best = float("inf")
     for _ in range(repeats):
@@ -272,14 +278,16 @@ def run_round(contenders: list[Contender], batches: list[torch.Tensor], args) ->
 
 def report(args, contenders: list[Contender], peaks: list[float], skipped: dict, data: str) -> str:
     peak, tokens = max(peaks), args.batch * args.seq_len
+    dtype = "bf16" if args.bf16 else "fp32"
+    mode = "bf16 autocast" if args.bf16 else "fp32"
     references = {c.compiled: c for c in contenders if c.name.startswith("HF")}
     lines = [
         f"torch {torch.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), "
-        f"{torch.get_num_threads()} threads, fp32; batch {args.batch} x {args.seq_len} tokens; "
+        f"{torch.get_num_threads()} threads, {mode}; batch {args.batch} x {args.seq_len} tokens; "
         f"{args.rounds} rounds x ({args.warmup} warm-up + {args.steps} measured steps per "
         f"contender), interleaved step by step; data: {data}",
         "",
-        f"fp32 matmul peak ({args.peak_size}^3, best of {args.peak_repeats} per round): "
+        f"{dtype} matmul peak ({args.peak_size}^3, best of {args.peak_repeats} per round): "
         f"**{peak / 1e9:.1f} GFLOP/s** (per round: "
         + ", ".join(f"{p / 1e9:.1f}" for p in peaks)
         + ")",
@@ -356,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
 
     peaks: list[float] = []
     for r in range(args.rounds):
-        peaks.append(matmul_peak(args.peak_size, args.peak_repeats))
+        peaks.append(matmul_peak(args.peak_size, args.peak_repeats, precision(args)))
         shift = r % max(len(contenders), 1)
         run_round(contenders[shift:] + contenders[:shift], batches, args)  # rotate order
         summary = ", ".join(f"{c.name} {c.tokens_per_s(tokens)[-1]:,.0f} tok/s" for c in contenders)
