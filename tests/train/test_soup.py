@@ -84,6 +84,22 @@ def test_ledger_of_different_datasets_pools_their_words():
     assert any("exceed the budget" in v for v in pooled.violations())
 
 
+def test_ledger_of_fine_tunes_of_one_start_model_charges_it_once():
+    base = {"budget_words": 100, "prepared_words": {"train": 90, "valid": 10}, "words_seen": 45}
+    base["sources"] = [{"path": "a", "sha256": "1", "words_used": 100}]
+    start = {"name": "start model runs/s", "words": 100, "texts": ["t"]}
+    start_passes = {"name": "start model runs/s: training data", "words": 90, "passes": 2.0}
+    replay = {"name": "replay set", "words": 90, "passes": 0.5}
+    one = {**base, "aux_models": [start], "exposure": [start_passes, replay]}
+    soup = soup_ledger([one, one])
+    assert soup.aux_models == [start] and soup.charged_words() == 200  # not 300
+    # the start model's passes once; each ingredient's own replay passes add up
+    assert soup.exposure == [start_passes, replay, replay]
+    assert soup.epochs == 1.0 and soup.max_passes()[0] == 1.0 + 2.0 + 0.5 + 0.5
+    other = {**one, "aux_models": [{**start, "name": "start model runs/t"}]}
+    assert soup_ledger([one, other]).charged_words() == 300  # two start models
+
+
 def test_average_is_exact_for_identical_inputs_and_uniform_otherwise():
     x = torch.randn(5, 3)
     assert torch.equal(average([("a", {"w": x}), ("b", {"w": x}), ("c", {"w": x})])["w"], x)

@@ -46,6 +46,7 @@ from thrifty.train.sharding import (
     shard_like,
 )
 from thrifty.train.start import (
+    START_MODEL,
     fit_to_data,
     initial_model,
     pick_device,
@@ -169,7 +170,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     carried = list(ledger.exposure)  # passes the data brings along (distillation teachers)
     if tc.init_from:  # the start model's words and passes count, whether fresh or resumed
         start, start_ledger = start_from(tc.init_from, model, manifest, load=ckpt is None)
-        name = f"start model {start}"
+        name = f"{START_MODEL}{start}"
         ledger.charge_aux_model(name, start_ledger.charged_words(), start_ledger.known_texts())
         carried += start_ledger.passed_on(name)
         if main and ckpt is None:

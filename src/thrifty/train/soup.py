@@ -14,11 +14,14 @@ budget) keep that budget and its prepared words: a soup of runs on one 10M-word 
 is still a 10M-word model, and the epoch rule applies to the summed exposure (three 3-epoch
 ingredients make 9 epochs). Ingredients prepared from different data add their prepared words
 while the budget stays the largest one, so ``thrifty audit`` flags a soup that pools more
-distinct words than its track allows. ``soup.json`` lists the ingredients.
+distinct words than its track allows. Ingredients fine-tuned from one start model (or sharing
+any other auxiliary charge) pay for it once, and its passes reach the soup once, as they are in
+every ingredient's weights once. ``soup.json`` lists the ingredients.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from collections.abc import Iterable
@@ -40,6 +43,7 @@ from thrifty.runs import (
     resolve_checkpoint,
     sha256_file,
 )
+from thrifty.train.start import START_MODEL
 
 WEIGHTS = "model.safetensors"
 
@@ -99,16 +103,30 @@ def soup_ledger(ledgers: list[dict]) -> Ledger:
         split: sum(int(g.prepared_words.get(split, 0)) for g in distinct)
         for split in ("train", "valid")
     }
-    out.aux_models = []
-    for data in ledgers:
-        for model in data.get("aux_models", []):
-            out.charge_aux_model(model["name"], model["words"])
+    # an auxiliary entry equal in several ingredients (a shared start model, a data selector
+    # of the shared data) is the same words: charged once
+    out.aux_models = _distinct(m for data in ledgers for m in data.get("aux_models", []))
     out.words_seen = float(sum(data.get("words_seen", 0.0) for data in ledgers))
     out.max_epochs = min(g.max_epochs for g in distinct)
     out.texts = sorted({t for g in distinct for t in g.texts})
-    # every ingredient's other passes (start models, replay sets) reach the soup
-    out.exposure = [e for data in ledgers for e in data.get("exposure", [])]
+    # every ingredient's own other passes (replay sets, teachers) add up; a shared start
+    # model's passes are in every ingredient's weights once, and reach the soup once
+    out.exposure = []
+    inherited = set()
+    for entry in (e for data in ledgers for e in data.get("exposure", [])):
+        key = json.dumps(entry, sort_keys=True)
+        if entry["name"].startswith(START_MODEL) and key in inherited:
+            continue
+        inherited.add(key)
+        out.exposure.append(copy.deepcopy(entry))
     return out
+
+
+def _distinct(entries: Iterable[dict]) -> list[dict]:
+    found: dict[str, dict] = {}
+    for entry in entries:
+        found.setdefault(json.dumps(entry, sort_keys=True), copy.deepcopy(entry))
+    return list(found.values())
 
 
 def _check_configs(cfgs, names: list[str]) -> None:

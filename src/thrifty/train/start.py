@@ -19,6 +19,10 @@ from thrifty.models.transformer import Transformer
 from thrifty.runs import latest_checkpoint, read_state, resolve_checkpoint
 from thrifty.train.checkpoint import check_same_model, remove_stale
 
+# how a continuation's ledger names its start model (an auxiliary charge and the prefix of the
+# passes it carries), which soups and upcycled mixtures recognise
+START_MODEL = "start model "
+
 
 def pick_device(name: str) -> torch.device:
     """``train.device`` as a device. Under torchrun (``LOCAL_RANK`` set) a CUDA device without

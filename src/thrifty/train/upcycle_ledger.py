@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from thrifty.data.budget import Ledger
+from thrifty.train.start import START_MODEL
 
 log = logging.getLogger("thrifty.upcycle")
 
@@ -30,7 +31,7 @@ def holds(ledger: Ledger, seed: Ledger) -> bool:
     return any(
         int(m["words"]) == words and sorted(m.get("texts", [])) == texts
         for m in ledger.aux_models
-        if m["name"].startswith("start model ")
+        if m["name"].startswith(START_MODEL)
     )
 
 
