@@ -14,6 +14,7 @@ Each contender runs alone in its own process so that one's allocations never cou
 other's peak. Run from the repository root::
 
     python benchmarks/step_profile.py --sizes mini small --out step_profile.md
+    python benchmarks/step_profile.py --sizes mini --bf16    # both under bf16 autocast
 
 Eager mode only: under ``torch.compile`` the profiler sees fused inductor kernels, which do not
 line up op by op with the eager reference.
@@ -50,6 +51,7 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     targs = throughput.parse_args(
         ["--size", args.size, "--batch", str(args.batch), "--seq-len", str(args.seq_len)]
+        + ["--bf16"] * args.bf16
     )
     batches, vocab, _ = throughput.make_batches(targs)
     build = throughput.hf_contender if args.child == "hf" else throughput.thrifty_contender
@@ -86,6 +88,7 @@ def run_child(args: argparse.Namespace, name: str, size: str) -> dict:
     cmd = [sys.executable, __file__, "--child", name, "--size", size]
     for key in ("threads", "batch", "seq_len", "warmup", "steps", "top"):
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    cmd += ["--bf16"] * args.bf16
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{name} {size} failed:\n{done.stderr[-3000:]}")
@@ -94,7 +97,8 @@ def run_child(args: argparse.Namespace, name: str, size: str) -> dict:
 
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
     lines = [
-        f"Batch {args.batch} x {args.seq_len} tokens, fp32, {args.threads} threads, eager; "
+        f"Batch {args.batch} x {args.seq_len} tokens, {'bf16 autocast' if args.bf16 else 'fp32'}, "
+        f"{args.threads} threads, eager; "
         f"{args.warmup} warm-up steps, {args.steps} profiled.",
         "",
         "| size | contender | params | s/step (profiled) | RSS before (MiB) | peak RSS (MiB) "
@@ -130,6 +134,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--top", type=int, default=12, help="operators listed per contender")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast in both contenders")
     p.add_argument("--out", type=Path, help="also write the markdown here")
     p.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)

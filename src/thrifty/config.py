@@ -198,7 +198,8 @@ class TrainConfig:
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """auto: bf16 autocast on CUDA, fp32 on CPU."""
+    """auto: bf16 autocast on CUDA, fp32 on CPU (bf16 is faster on CPUs with AVX-512 BF16 or
+    AMX, slower on others)."""
     compile: bool = False
     """Wrap the model in torch.compile."""
     parallel: Literal["ddp", "fsdp"] = "ddp"
