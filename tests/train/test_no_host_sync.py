@@ -121,6 +121,21 @@ def test_steps_between_logs_read_nothing_back(nano_cfg, monkeypatch, objective):
     assert extra == Counter(READS_PER_STEP.get(name, []) * 6), sorted(reads[9])
 
 
+def test_mixture_of_experts_reads_only_its_group_sizes(nano_cfg, monkeypatch):
+    """A MoE layer splits its tokens by expert, which needs the group sizes on the host: one
+    read per layer and step; its routing metrics and capacity drops stay on the device."""
+    common = ("train.precision=bf16", "train.eval_every=0", "model.mlp=moe")
+    common += ("model.mlp.capacity_factor=1.0",)
+    reads = {}
+    for steps in (3, 9):
+        cfg = nano_cfg(
+            f"name=s{steps}", *common, f"train.max_steps={steps}", f"train.log_every={steps}"
+        )
+        reads[steps] = count_reads(cfg, monkeypatch)
+    extra = Counter(reads[9]) - Counter(reads[3])
+    assert extra == Counter(["tolist"] * cfg.model.n_layers * 6), sorted(reads[9])
+
+
 @pytest.mark.parametrize(
     "config,source",
     [("mae-digits", "digits"), pytest.param("classify-digits", "digits", marks=SLOW),

@@ -33,9 +33,9 @@ class AuxLosses:
     def __init__(self, all_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.all_sum = all_sum
         self.terms: dict[str, LossTerm] = {}
-        self._metrics: dict[str, list[float]] = {}
+        self._metrics: dict[str, list[float | torch.Tensor]] = {}
 
-    def add(self, name: str, term: LossTerm, metrics: dict[str, float]) -> None:
+    def add(self, name: str, term: LossTerm, metrics: dict[str, float | torch.Tensor]) -> None:
         # Terms of one name from several layers add up over layers (the same tokens: one count).
         if name in self.terms:
             old = self.terms[name]
@@ -46,8 +46,9 @@ class AuxLosses:
             self._metrics.setdefault(key, []).append(value)
 
     @property
-    def metrics(self) -> dict[str, float]:
-        """Each metric averaged over the layers that reported it."""
+    def metrics(self) -> dict[str, float | torch.Tensor]:
+        """Each metric averaged over the layers that reported it (tensors stay on the device:
+        the loop reads them when it logs)."""
         return {k: sum(v) / len(v) for k, v in self._metrics.items()}
 
 
@@ -70,7 +71,7 @@ def collecting() -> bool:
     return bool(_active) and torch.is_grad_enabled()
 
 
-def emit(name: str, term: LossTerm, metrics: dict[str, float] | None = None) -> None:
+def emit(name: str, term: LossTerm, metrics: dict[str, float | torch.Tensor] | None = None) -> None:
     """Hand an auxiliary loss term (and metrics) to the loop; a no-op unless ``collecting()``."""
     if collecting():
         _active[-1].add(name, term, metrics or {})

@@ -28,7 +28,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from thrifty.bounds import bounded
@@ -125,7 +124,9 @@ class MixtureOfExperts(nn.Module):
         capacity = math.ceil(self.cfg.capacity_factor * T * self.top_k / self.n_experts)
         # A token picks an expert at most once, so its place in that expert's queue of the row
         # is the number of tokens up to and including it that picked the same expert.
-        picked = F.one_hot(chosen, self.n_experts).sum(dim=2)  # (B, T, E)
+        # compared with the expert ids: F.one_hot reads the ids' range back to check it
+        experts = torch.arange(self.n_experts, device=chosen.device)
+        picked = (chosen[..., None] == experts).sum(dim=2)  # (B, T, E)
         place = picked.cumsum(dim=1).gather(2, chosen)  # (B, T, k)
         return place <= capacity
 
@@ -133,15 +134,18 @@ class MixtureOfExperts(nn.Module):
         self, x: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor, kept: torch.Tensor
     ) -> torch.Tensor:
         """Σ over kept assignments of weight · expert(token), each expert on its tokens only."""
-        N, k = x.shape[0], self.top_k
+        N, k, E = x.shape[0], self.top_k, self.n_experts
         token = torch.arange(N, device=x.device).repeat_interleave(k)  # (N·k,)
-        expert_of, weight, kept = chosen.reshape(-1), weights.reshape(-1), kept.reshape(-1)
-        token, expert_of, weight = token[kept], expert_of[kept], weight[kept]
+        # Dropped assignments form a last group that no expert runs (filtering them out by
+        # the mask instead would size a tensor by a count: one more wait for the device).
+        expert_of = torch.where(kept.reshape(-1), chosen.reshape(-1), E)
         # Group assignments by expert; stable, so each expert sees its tokens in order.
         order = expert_of.argsort(stable=True)
-        token, weight = token[order], weight[order]
-        sizes = torch.bincount(expert_of, minlength=self.n_experts).tolist()
+        token, weight = token[order], weights.reshape(-1)[order]
+        # the group sizes: the one read of the device per layer, as splitting needs them
+        sizes = torch.bincount(expert_of, minlength=E + 1).tolist()
         out = torch.zeros_like(x)  # index_add_ is deterministic on CPU (on CUDA: atomics)
+        # zip stops at the last expert, before the dropped group
         for expert, tokens, w in zip(self.experts, token.split(sizes), weight.split(sizes)):
             if tokens.numel():
                 h = expert(x.index_select(0, tokens))  # (n_e, C)
@@ -166,7 +170,8 @@ class MixtureOfExperts(nn.Module):
         balance = E * (share * probs.sum(dim=(0, 1))).sum()
         aux.emit("moe_balance", LossTerm(balance, count, self.cfg.balance_weight))
         z = torch.logsumexp(logits, dim=-1).pow(2).sum()
-        metrics = {"moe_load_max": (share.max() * E).item()}
+        # kept on the device, read when the loop logs
+        metrics = {"moe_load_max": share.max() * E}
         if self.cfg.capacity_factor is not None:
-            metrics["moe_dropped"] = (counts[E] / assigned).item()
+            metrics["moe_dropped"] = (counts[E] / assigned).float()
         aux.emit("moe_z", LossTerm(z, count, self.cfg.z_weight), metrics)
