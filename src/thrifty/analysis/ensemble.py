@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from thrifty.errors import UserError
+from thrifty.eval.scoring import head_rows
 from thrifty.runs import LoadedModel, load_model
 
 AVERAGES = ("logits", "probs")
-HEAD_CHUNK_ELEMS = 1 << 24  # logits materialised at once (64 MiB in fp32)
 
 
 class _Combined(nn.Module):
@@ -251,7 +251,7 @@ def token_nll(
             if getattr(model, "recording", False):
                 continue  # a low-memory recording pass only needs the hidden states
             h, y = hidden.reshape(-1, hidden.shape[-1]), ids[:, 1:].reshape(-1)
-            rows = max(1, HEAD_CHUNK_ELEMS // model.cfg.vocab_size)
+            rows = head_rows(model.cfg.vocab_size, h.device)
             for hc, yc in zip(h.split(rows), y.split(rows)):
                 picked = log_probs(model, hc, average).gather(1, yc[:, None])
                 total -= float(picked.double().sum())

@@ -58,6 +58,12 @@ CPU_HEAD_CHUNK_ELEMS = 1 << 20
 _WORD = re.compile(r"\S+")
 
 
+def head_rows(vocab_size: int, device: torch.device) -> int:
+    """Rows of hidden states whose logits are materialised at once, for scoring on ``device``."""
+    elems = CPU_HEAD_CHUNK_ELEMS if device.type == "cpu" else HEAD_CHUNK_ELEMS
+    return max(1, elems // vocab_size)
+
+
 @dataclass
 class Packed:
     """Many token sequences in one flat array, each starting with ``<s>``."""
@@ -121,8 +127,7 @@ def _rows(packed: Packed, seqs: np.ndarray, width: int, source: np.ndarray | Non
 
 def _token_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) for (M, C) hidden states, the head run in chunks to bound memory."""
-    elems = CPU_HEAD_CHUNK_ELEMS if hidden.device.type == "cpu" else HEAD_CHUNK_ELEMS
-    rows = max(1, elems // model.cfg.vocab_size)
+    rows = head_rows(model.cfg.vocab_size, hidden.device)
     out = []
     for h, t in zip(hidden.split(rows), targets.split(rows), strict=True):
         logits = model.logits(h).float()  # (m, V)
