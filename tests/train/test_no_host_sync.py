@@ -101,39 +101,39 @@ READS_PER_STEP = {"mcl": ["aten.nonzero.default", "cpu"]}
 SLOW = pytest.mark.slow
 
 
+def reads_of_six_more_steps(nano_cfg, monkeypatch, *overrides: str) -> tuple[Counter, list]:
+    """The reads a 9-step run makes beyond a 3-step one (both logging once, at their end), and
+    all of the 9-step run's; bf16 autocast is the path a GPU run takes."""
+    common = ("train.precision=bf16", "train.eval_every=0", *overrides)
+    reads = {}
+    for steps in (3, 9):
+        cfg = nano_cfg(
+            f"name=s{steps}", *common, f"train.max_steps={steps}", f"train.log_every={steps}"
+        )
+        reads[steps] = count_reads(cfg, monkeypatch)
+    return Counter(reads[9]) - Counter(reads[3]), sorted(reads[9])
+
+
 @pytest.mark.parametrize(
     "objective",
     ["causal_lm", "gpt_bert", "electra", "mcl"]
     + [pytest.param(o, marks=SLOW) for o in ("masked_lm", "electra-gdes", "dobf", "meta_lm")],
 )
 def test_steps_between_logs_read_nothing_back(nano_cfg, monkeypatch, objective):
-    # bf16 autocast is the path a GPU run takes
     name, _, sharing = objective.partition("-")
-    common = ("train.precision=bf16", "train.eval_every=0", f"objective.name={name}")
-    common += (f"objective.embedding_sharing={sharing}",) if sharing else ()
-    reads = {}
-    for steps in (3, 9):
-        cfg = nano_cfg(
-            f"name=s{steps}", *common, f"train.max_steps={steps}", f"train.log_every={steps}"
-        )
-        reads[steps] = count_reads(cfg, monkeypatch)
-    extra = Counter(reads[9]) - Counter(reads[3])
-    assert extra == Counter(READS_PER_STEP.get(name, []) * 6), sorted(reads[9])
+    overrides = (f"objective.name={name}",)
+    overrides += (f"objective.embedding_sharing={sharing}",) if sharing else ()
+    extra, reads = reads_of_six_more_steps(nano_cfg, monkeypatch, *overrides)
+    assert extra == Counter(READS_PER_STEP.get(name, []) * 6), reads
 
 
 def test_mixture_of_experts_reads_only_its_group_sizes(nano_cfg, monkeypatch):
     """A MoE layer splits its tokens by expert, which needs the group sizes on the host: one
     read per layer and step; its routing metrics and capacity drops stay on the device."""
-    common = ("train.precision=bf16", "train.eval_every=0", "model.mlp=moe")
-    common += ("model.mlp.capacity_factor=1.0",)
-    reads = {}
-    for steps in (3, 9):
-        cfg = nano_cfg(
-            f"name=s{steps}", *common, f"train.max_steps={steps}", f"train.log_every={steps}"
-        )
-        reads[steps] = count_reads(cfg, monkeypatch)
-    extra = Counter(reads[9]) - Counter(reads[3])
-    assert extra == Counter(["tolist"] * cfg.model.n_layers * 6), sorted(reads[9])
+    moe = ("model.mlp=moe", "model.mlp.capacity_factor=1.0")
+    extra, reads = reads_of_six_more_steps(nano_cfg, monkeypatch, *moe)
+    layers = nano_cfg().model.n_layers
+    assert extra == Counter(["tolist"] * layers * 6), reads
 
 
 @pytest.mark.parametrize(
