@@ -112,12 +112,12 @@ def soup_ledger(ledgers: list[dict]) -> Ledger:
     # every ingredient's own other passes (replay sets, teachers) add up; a shared start
     # model's passes are in every ingredient's weights once, and reach the soup once
     out.exposure = []
-    inherited = set()
+    seen = set()
     for entry in (e for data in ledgers for e in data.get("exposure", [])):
         key = json.dumps(entry, sort_keys=True)
-        if entry["name"].startswith(START_MODEL) and key in inherited:
+        if entry["name"].startswith(START_MODEL) and key in seen:
             continue
-        inherited.add(key)
+        seen.add(key)
         out.exposure.append(copy.deepcopy(entry))
     return out
 
