@@ -209,7 +209,8 @@ class TrainConfig:
     """Hardware peak FLOP/s for MFU (None: measured with a matmul at start on CPU)."""
     init_from: str | None = None
     """Start from this run's (or checkpoint's) model weights with a fresh optimizer and schedule
-    (continual pretraining); its ledger's words are charged as an auxiliary entry."""
+    (continual pretraining); its ledger's words are charged as an auxiliary entry, those of
+    this run's own data among them once (the same prepared data is still one budget)."""
     ema_decay: float | None = bounded(None, gt=0, lt=1)
     """Keep a moving average of the weights with this decay (GPT-BERT: 0.999), saved beside
     each checkpoint as ema.safetensors (None: none)."""

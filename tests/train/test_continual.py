@@ -1,15 +1,19 @@
 """Loss reweighting and continual pretraining (init_from, replay) through the training loop:
 exact resume, metrics, ledger, checkpoints."""
 
+import copy
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from thrifty.data.budget import Ledger
 from thrifty.runs import latest_checkpoint
 from thrifty.train.loop import train
+from thrifty.train.start import charge_start_model
 
 # A fixed MFU denominator: measuring the CPU's matmul peak costs seconds per run.
 PEAK = "train.peak_flops=1e11"
@@ -101,6 +105,22 @@ def test_init_from_copies_the_weights_restarts_the_schedule_and_charges_the_star
     entry = next(m for m in ledger["aux_models"] if m["name"].startswith("start model"))
     prepared = sum(start_ledger["prepared_words"].values())
     assert entry["words"] == prepared > 0
+    # the same prepared data: its words are in the start model's charge too, and count once
+    assert ledger["overlap_words"] == prepared
+    assert Ledger.from_dict(ledger).charged_words() == prepared
+
+
+def test_a_start_model_charge_counts_words_of_this_run_it_provably_includes_once():
+    own = Ledger(prepared_words={"train": 90, "valid": 10}, texts=["own"], budget_words=100)
+    other_data = Ledger(prepared_words={"train": 50, "valid": 5}, texts=["other"])
+    mixture = Ledger(prepared_words={"train": 0, "valid": 0})  # specialists: one trained on own
+    mixture.charge_aux_model("specialist a", 100, texts=["own"])
+    mixture.charge_aux_model("specialist b", 55, texts=["other"])
+    for start, again in ((own, 100), (other_data, 0), (mixture, 90)):
+        ledger = copy.deepcopy(own)
+        charge_start_model(ledger, Path("runs/start"), start)
+        assert ledger.overlap_words == again
+        assert ledger.charged_words() == 100 + start.charged_words() - again
 
 
 def test_init_from_refuses_another_tokenizer_or_shape(nano_cfg, start_run, tmp_path, toy):

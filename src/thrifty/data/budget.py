@@ -158,6 +158,12 @@ class Ledger:
             return 0
         return int(tok.get("trained_on_words", 0))
 
+    def data_key(self) -> str:
+        """What identifies the data this ledger's run was prepared from (not what it has seen
+        since): two ledgers with equal keys hold the same prepared words."""
+        keys = ("budget_words", "selection", "seed", "sources", "prepared_words", "tokenizer")
+        return json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
+
     def known_texts(self) -> list[str]:
         """sha256 of every text whose words this ledger charges, for a ledger that charges this
         one whole (a continuation charging its start model)."""

@@ -46,7 +46,7 @@ from thrifty.train.sharding import (
     shard_like,
 )
 from thrifty.train.start import (
-    START_MODEL,
+    charge_start_model,
     fit_to_data,
     initial_model,
     pick_device,
@@ -170,9 +170,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     carried = list(ledger.exposure)  # passes the data brings along (distillation teachers)
     if tc.init_from:  # the start model's words and passes count, whether fresh or resumed
         start, start_ledger = start_from(tc.init_from, model, manifest, load=ckpt is None)
-        name = f"{START_MODEL}{start}"
-        ledger.charge_aux_model(name, start_ledger.charged_words(), start_ledger.known_texts())
-        carried += start_ledger.passed_on(name)
+        carried += charge_start_model(ledger, start, start_ledger)
         if main and ckpt is None:
             log.info("initialised from %s", start)
     if sharded:  # the weights were loaded whole above; from here each rank holds a slice

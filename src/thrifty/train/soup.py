@@ -83,17 +83,12 @@ def average(states: Iterable[tuple[str, dict[str, torch.Tensor]]]) -> dict[str, 
     return {k: (v / n).to(dtypes[k]).contiguous() for k, v in total.items()}
 
 
-def _fingerprint(ledger: dict) -> str:
-    """What identifies the data a run was prepared from (not what it has seen since)."""
-    keys = ("budget_words", "selection", "seed", "sources", "prepared_words", "tokenizer")
-    return json.dumps({k: ledger.get(k) for k in keys}, sort_keys=True, default=str)
-
-
 def soup_ledger(ledgers: list[dict]) -> Ledger:
     """The soup's ledger: summed words seen; the data budget of distinct prepared datasets."""
     groups: dict[str, Ledger] = {}
     for data in ledgers:
-        groups.setdefault(_fingerprint(data), Ledger.from_dict(data))
+        ledger = Ledger.from_dict(data)
+        groups.setdefault(ledger.data_key(), ledger)
     distinct = list(groups.values())
     out = Ledger.from_dict(ledgers[0])
     budgets = [g.budget_words for g in distinct if g.budget_words is not None]

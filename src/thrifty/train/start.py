@@ -1,6 +1,13 @@
 """Where a run starts: its device, its config fitted to the prepared data, the checkpoint it
 resumes from, its initial weights, and the model it continues (``train.init_from``) with that
-model's ledger."""
+model's ledger.
+
+A continuation is charged its start model's whole charge. Words it would pay for twice, in its
+own prepared data and inside that charge, are counted once (``overlap_words``): all of them when
+both runs were prepared from the same data (a second phase of training on the same 10M words is
+still a 10M-word model), and the training split when its text is among those the start model's
+charge provably includes (a mixture upcycled from specialists trained on it; their validation
+splits stay charged twice, since no text of theirs is on record)."""
 
 from __future__ import annotations
 
@@ -116,3 +123,24 @@ def start_from(
                 f"(copy the model settings from {start}/config.yaml): {e}"
             ) from None
     return start, Ledger.from_dict(state["ledger"]) if "ledger" in state else Ledger()
+
+
+def charge_start_model(ledger: Ledger, start: Path, start_ledger: Ledger) -> list[dict]:
+    """Charge ``ledger`` for the model its run continues: the start model's whole charge as
+    one auxiliary entry, less what this run's own prepared words charge again (module
+    docstring); returns the start model's word sets, the exposure it carries along."""
+    name = f"{START_MODEL}{start}"
+    ledger.charge_aux_model(name, start_ledger.charged_words(), start_ledger.known_texts())
+    ledger.overlap_words += _charged_again(ledger, start_ledger)
+    return start_ledger.passed_on(name)
+
+
+def _charged_again(ledger: Ledger, start: Ledger) -> int:
+    """Of ``ledger``'s own prepared words, those provably inside ``start``'s charge."""
+    derived = sum(int(w) for w in ledger.derived_words.values())
+    train = max(ledger.train_words - int(ledger.synthetic_words) - derived, 0)
+    if ledger.data_key() == start.data_key():  # the same prepared data: every word
+        return train + int(ledger.prepared_words.get("valid", 0))
+    if ledger.texts and set(ledger.texts) <= set(start.known_texts()):
+        return train  # its training text is among the start model's (an upcycled mixture's)
+    return 0
