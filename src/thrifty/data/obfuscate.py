@@ -19,25 +19,31 @@ model for the name map. This module makes the twin from Python's ``ast``:
 - **Checks:** the twin must parse, compile, and give the same ``ast.dump`` as the original with
   names mapped (and docstrings removed when stripped); anything else raises
   ``ObfuscationError``, so the caller skips the file and counts it. Positions come from
-  ``ast`` (UTF-8 byte columns); comments from ``tokenize``.
+  ``ast`` (UTF-8 byte columns); comments from ``tokenize``; the layout-keeping edits are
+  ``thrifty.data.source_edits``.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import io
 import re
-import tokenize
 import warnings
 from dataclasses import dataclass
 
+from thrifty.data.source_edits import (
+    DEFS,
+    Edit,
+    ObfuscationError,
+    apply_edits,
+    comment_edits,
+    docstring_edits,
+    has_docstring,
+)
+
+__all__ = ["Obfuscated", "ObfuscationError", "Rename", "normalised_dump", "obfuscate"]
+
 _BUILTINS = frozenset(dir(builtins))
-_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-
-
-class ObfuscationError(ValueError):
-    """A file this obfuscator cannot twin faithfully (syntax error, or a failed check)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ def obfuscate(
     scan = _Scan(tree)
     placeholder = _placeholders(scan, source)
     raw = [line.encode("utf-8") for line in lines]
-    edits: list[tuple[int, int, int, int, bytes]] = []  # (line0, col0, line1, col1, new)
+    edits: list[Edit] = []
     renames = []
     for line, col, name in scan.positions(raw, placeholder):
         end = col + len(name.encode("utf-8"))
@@ -88,10 +94,10 @@ def obfuscate(
         edits.append((line, col, line, end, placeholder[name].encode()))
         renames.append(Rename(line, col, end, name))
     if strip_docstrings:
-        edits += _docstring_edits(tree, raw)
+        edits += docstring_edits(tree, raw)
     if strip_comments:
-        edits += _comment_edits(source, raw)
-    text = _apply(raw, edits)
+        edits += comment_edits(source, raw)
+    text = apply_edits(raw, edits)
     mapping = dict(sorted(((p, n) for n, p in placeholder.items()), key=_placeholder_order))
     _check(tree, text, placeholder, strip_docstrings)
     return Obfuscated(text, mapping, tuple(sorted(renames, key=lambda r: (r.line, r.start))))
@@ -230,7 +236,7 @@ def _occurrences(node: ast.AST, raw: list[bytes]) -> list[tuple[int, int, str]]:
         return [(node.lineno, node.col_offset, node.id)]
     if isinstance(node, ast.arg):
         return [(node.lineno, node.col_offset, node.arg)]
-    if isinstance(node, _DEFS):
+    if isinstance(node, DEFS):
         keyword = rb"class\s+" if isinstance(node, ast.ClassDef) else rb"(?:async\s+)?def\s+"
         m = re.compile(keyword + re.escape(node.name.encode())).match(
             raw[node.lineno - 1], node.col_offset
@@ -287,73 +293,6 @@ def _placeholders(scan: _Scan, source: str) -> dict[str, str]:
     return out
 
 
-def _docstring_edits(tree: ast.Module, raw: list[bytes]) -> list[tuple[int, int, int, int, bytes]]:
-    edits = []
-    for node in ast.walk(tree):
-        if not isinstance(node, (ast.Module, *_DEFS)) or not _docstring(node):
-            continue
-        doc = node.body[0]
-        first, last = raw[doc.lineno - 1], raw[doc.end_lineno - 1]
-        alone = not first[: doc.col_offset].strip() and not _code_after(last, doc.end_col_offset)
-        sole = len(node.body) == 1
-        if not (alone or sole):
-            raise ObfuscationError(f"line {doc.lineno}: docstring shares its line with code")
-        # its lines stay (blank), so line k of the twin is line k of the original
-        new = b"pass" if sole else b""
-        edits.append((doc.lineno, doc.col_offset, doc.end_lineno, doc.end_col_offset, new))
-    return edits
-
-
-def _code_after(line: bytes, col: int) -> bool:
-    rest = line[col:].strip()
-    return bool(rest) and not rest.startswith(b"#")
-
-
-def _docstring(node: ast.AST) -> bool:
-    body = getattr(node, "body", None)
-    return bool(
-        body
-        and isinstance(body[0], ast.Expr)
-        and isinstance(body[0].value, ast.Constant)
-        and isinstance(body[0].value.value, str)
-    )
-
-
-def _comment_edits(source: str, raw: list[bytes]) -> list[tuple[int, int, int, int, bytes]]:
-    edits = []
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type != tokenize.COMMENT:
-                continue
-            line, col = tok.start
-            text = raw[line - 1]
-            start = len(text.decode("utf-8")[:col].encode("utf-8"))
-            end = start + len(tok.string.encode("utf-8"))
-            while start > 0 and text[start - 1 : start] in (b" ", b"\t"):
-                start -= 1  # the spaces before a trailing comment go too
-            edits.append((line, start, line, end, b""))
-    except (tokenize.TokenError, SyntaxError) as e:
-        raise ObfuscationError(f"does not tokenize ({e})") from None
-    return edits
-
-
-def _apply(raw: list[bytes], edits: list[tuple[int, int, int, int, bytes]]) -> str:
-    """Replace each (line0, col0, line1, col1) span by its bytes; newlines of spanned lines stay."""
-    starts = [0]
-    for line in raw:
-        starts.append(starts[-1] + len(line))
-    data = b"".join(raw)
-    spans = sorted((starts[a - 1] + c, starts[b - 1] + d, new) for a, c, b, d, new in edits)
-    out, at = [], 0
-    for start, end, new in spans:
-        if start < at:
-            raise ObfuscationError("overlapping edits")
-        out += [data[at:start], new, b"\n" * data[start:end].count(b"\n")]
-        at = end
-    out.append(data[at:])
-    return b"".join(out).decode("utf-8")
-
-
 class _Normalise(ast.NodeTransformer):
     """The original tree as the twin should parse: names mapped, docstrings removed."""
 
@@ -364,14 +303,14 @@ class _Normalise(ast.NodeTransformer):
         return self.p.get(name, name) if name else name
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
-        if self.strip and isinstance(node, (ast.Module, *_DEFS)) and _docstring(node):
+        if self.strip and isinstance(node, (ast.Module, *DEFS)) and has_docstring(node):
             node.body = node.body[1:] or [ast.Pass()]
         super().generic_visit(node)
         if isinstance(node, ast.Name):
             node.id = self._n(node.id)
         elif isinstance(node, ast.arg):
             node.arg = self._n(node.arg)
-        elif isinstance(node, _DEFS):
+        elif isinstance(node, DEFS):
             node.name = self._n(node.name)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             node.names = [self._n(n) for n in node.names]
