@@ -206,7 +206,8 @@ class TrainConfig:
     """Under torchrun: ddp keeps whole weights on every rank; fsdp shards weights, gradients
     and optimizer state over the ranks (FSDP2). One process (no torchrun): no effect."""
     peak_flops: float | None = bounded(None, gt=0)
-    """Hardware peak FLOP/s for MFU (None: measured with a matmul at start on CPU)."""
+    """Hardware peak FLOP/s for MFU (None: on CPU measured with a matmul at start, in bf16
+    when the run trains in bf16)."""
     init_from: str | None = None
     """Start from this run's (or checkpoint's) model weights with a fresh optimizer and schedule
     (continual pretraining); its ledger's words are charged as an auxiliary entry, those of

@@ -1,7 +1,11 @@
-"""metrics.jsonl's speed columns at any world size: tokens/s of the global batch, MFU per device."""
+"""metrics.jsonl's speed columns at any world size: tokens/s of the global batch, MFU per device
+against a peak in the run's precision."""
 
 import pytest
+import torch
 
+from thrifty.train import metrics
+from thrifty.train.loop import train
 from thrifty.train.metrics import FlopsCount, throughput
 
 
@@ -12,3 +16,18 @@ def test_tokens_per_second_are_the_global_batch_and_mfu_is_per_device(world):
     assert row["tokens_per_s"] == 4096.0  # the loop times the global batch's tokens
     assert row["mfu"] == pytest.approx(1e6 * 4096 / world / 1e10)
     assert row["flops"] == pytest.approx(1e6 * 8192)
+
+
+@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_mfu_on_cpu_is_against_a_matmul_in_the_runs_precision(
+    nano_cfg, monkeypatch, precision, dtype
+):
+    measured = []
+
+    def peak(n=2048, repeats=5, dtype=torch.float32):
+        measured.append(dtype)
+        return 1e11
+
+    monkeypatch.setattr(metrics, "measure_matmul_peak", peak)
+    train(nano_cfg(f"train.precision={precision}", "train.max_steps=2", "train.eval_every=0"))
+    assert measured == [dtype]

@@ -53,6 +53,7 @@ from thrifty.train.start import (
     precision,
     resume_point,
     start_from,
+    uses_bf16,
 )
 from thrifty.train.step import (  # TrainingDiverged: what train() raises
     DivergenceWatch,
@@ -212,7 +213,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     if cfg.eval.pathway_samples and moe_layers(model):
         n = min(cfg.eval.pathway_samples, train_source.num_items(T))
         pathway_ids = train_source.batch(range(n), T)["ids"][:, :-1].to(device)
-    peak = tc.peak_flops or peak_flops(device)
+    peak = tc.peak_flops or peak_flops(device, bf16=uses_bf16(tc, device))
     marks = word_marks() if tc.babylm_marks else []
     tokens_per_step = rows_per_step * T
 

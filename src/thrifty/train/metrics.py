@@ -76,9 +76,9 @@ class FlopsCount:
         return {"before": self.before, "start": self.start}
 
 
-def measure_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a square fp32 matmul on this CPU: the denominator of MFU on CPU."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def measure_matmul_peak(n: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
+    """FLOP/s of a square matmul in ``dtype`` on this CPU: the denominator of MFU on CPU."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm up the BLAS threads
     best = float("inf")
     for _ in range(repeats):
@@ -92,14 +92,17 @@ def measure_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
 GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
 
-def peak_flops(device: torch.device) -> float:
+def peak_flops(device: torch.device, bf16: bool = False) -> float:
+    """The peak MFU is against: a GPU's datasheet bf16 peak, or on CPU a matmul measured in
+    the precision the run's matmuls take (bf16 under bf16 autocast, 2-3x fp32 on CPUs with
+    bf16 instructions)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, value in GPU_PEAKS.items():
             if key in name:
                 return value
         return 100e12
-    return measure_matmul_peak()
+    return measure_matmul_peak(dtype=torch.bfloat16 if bf16 else torch.float32)
 
 
 def throughput(

@@ -43,10 +43,16 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def uses_bf16(tc, device: torch.device) -> bool:
+    """Whether the run's forward passes take bf16 autocast (``train.precision``; ``auto``: on
+    CUDA)."""
+    return tc.precision == "bf16" or (tc.precision == "auto" and device.type == "cuda")
+
+
 def precision(tc, device: torch.device):
     """A factory of the forward pass's precision context: bf16 autocast where
     ``train.precision`` asks for it (``auto``: on CUDA), else full precision."""
-    use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and device.type == "cuda")
+    use_bf16 = uses_bf16(tc, device)
 
     def autocast():
         if use_bf16:
