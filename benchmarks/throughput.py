@@ -279,7 +279,7 @@ def run_round(contenders: list[Contender], batches: list[torch.Tensor], args) ->
 def report(args, contenders: list[Contender], peaks: list[float], skipped: dict, data: str) -> str:
     peak, tokens = max(peaks), args.batch * args.seq_len
     dtype = "bf16" if args.bf16 else "fp32"
-    mode = "bf16 autocast" if args.bf16 else "fp32"
+    mode = f"{dtype} autocast" if args.bf16 else dtype
     references = {c.compiled: c for c in contenders if c.name.startswith("HF")}
     lines = [
         f"torch {torch.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), "

@@ -106,14 +106,10 @@ def soup_ledger(ledgers: list[dict]) -> Ledger:
     out.texts = sorted({t for g in distinct for t in g.texts})
     # every ingredient's own other passes (replay sets, teachers) add up; a shared start
     # model's passes are in every ingredient's weights once, and reach the soup once
-    out.exposure = []
-    seen = set()
-    for entry in (e for data in ledgers for e in data.get("exposure", [])):
-        key = json.dumps(entry, sort_keys=True)
-        if entry["name"].startswith(START_MODEL) and key in seen:
-            continue
-        seen.add(key)
-        out.exposure.append(copy.deepcopy(entry))
+    exposure = [e for data in ledgers for e in data.get("exposure", [])]
+    inherited = [e for e in exposure if e["name"].startswith(START_MODEL)]
+    own = [copy.deepcopy(e) for e in exposure if not e["name"].startswith(START_MODEL)]
+    out.exposure = _distinct(inherited) + own
     return out
 
 
