@@ -52,6 +52,18 @@ def test_a_trained_tokenizer_records_its_words_files_and_text(home):
     assert tok["text_sha256"] == base["texts"][0] != ""
 
 
+def test_the_validation_text_is_on_record_apart_from_the_training_text(home):
+    base = Ledger.from_dict(load_manifest(home / "base")["ledger"])
+    (valid,) = base.valid_texts
+    assert valid not in ("", *base.texts) and valid in base.known_texts()
+    again = make([home / "a.txt"], home / "again", valid_fraction=0.1)
+    other = make([home / "a.txt"], home / "other", valid_fraction=0.1, seed=1)
+    assert again.valid_texts == base.valid_texts != other.valid_texts
+    # no validation split, no record of one (and ledgers without it read as before)
+    whole = make([home / "a.txt"], home / "whole", valid_fraction=0.0)
+    assert whole.valid_texts == [] and "valid_texts" not in whole.to_dict()
+
+
 def test_a_tokenizer_from_another_dataset_is_charged_with_its_sources(home, capsys):
     base = Ledger.from_dict(load_manifest(home / "base")["ledger"])
     new = make([home / "b.txt"], home / "new", budget_words=1000, tokenizer_path=home / "base")

@@ -111,12 +111,21 @@ def test_init_from_copies_the_weights_restarts_the_schedule_and_charges_the_star
 
 
 def test_a_start_model_charge_counts_words_of_this_run_it_provably_includes_once():
-    own = Ledger(prepared_words={"train": 90, "valid": 10}, texts=["own"], budget_words=100)
+    own = Ledger(
+        prepared_words={"train": 90, "valid": 10},
+        texts=["own"],
+        valid_texts=["own valid"],
+        budget_words=100,
+    )
     other_data = Ledger(prepared_words={"train": 50, "valid": 5}, texts=["other"])
-    mixture = Ledger(prepared_words={"train": 0, "valid": 0})  # specialists: one trained on own
-    mixture.charge_aux_model("specialist a", 100, texts=["own"])
+    # specialists: one trained on own (its train and valid text), one on other data
+    mixture = Ledger(prepared_words={"train": 0, "valid": 0})
+    mixture.charge_aux_model("specialist a", 100, texts=["own", "own valid"])
     mixture.charge_aux_model("specialist b", 55, texts=["other"])
-    for start, again in ((own, 100), (other_data, 0), (mixture, 90)):
+    # a specialist whose data was prepared before the valid text was on record
+    unrecorded = Ledger(prepared_words={"train": 0, "valid": 0})
+    unrecorded.charge_aux_model("specialist a", 100, texts=["own"])
+    for start, again in ((own, 100), (other_data, 0), (mixture, 100), (unrecorded, 90)):
         ledger = copy.deepcopy(own)
         charge_start_model(ledger, Path("runs/start"), start)
         assert ledger.overlap_words == again

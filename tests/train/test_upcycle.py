@@ -199,6 +199,8 @@ def test_continuing_the_mixture_trains_it_with_its_model_section(family, tmp_pat
     ledger = Ledger.load(cont)
     (start,) = [m for m in ledger.aux_models if m["name"].startswith("start model")]
     assert start["words"] == Ledger.load(out).charged_words()
+    # the seed's data, training and validation split alike, is inside the mixture's charge
+    assert ledger.charged_words() == start["words"]
     assert main(["audit", str(cont)]) == 0
     assert main([*argv, "--method", "bam"]) == 2  # exists: refused
     assert "already exists" in capsys.readouterr().err

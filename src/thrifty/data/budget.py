@@ -106,6 +106,9 @@ class Ledger:
     # sha256 of texts whose every word is charged as prepared words: the training split as
     # prepared (a distillation mix keeps its real part's); see the module docstring
     texts: list[str] = field(default_factory=list)
+    # sha256 of the validation split as prepared, so a run continuing a model that read it (a
+    # mixture upcycled from specialists trained on this data) can prove it already charged
+    valid_texts: list[str] = field(default_factory=list)
     # passes over words besides the model's own: {"name", "words", "passes", "sources"}
     exposure: list[dict[str, Any]] = field(default_factory=list)
     # what the budget and every count above are in: words for text (whitespace-separated, the
@@ -167,7 +170,8 @@ class Ledger:
     def known_texts(self) -> list[str]:
         """sha256 of every text whose words this ledger charges, for a ledger that charges this
         one whole (a continuation charging its start model)."""
-        found = {*self.texts, *(t for m in self.aux_models for t in m.get("texts", []))}
+        found = {*self.texts, *self.valid_texts}
+        found.update(t for m in self.aux_models for t in m.get("texts", []))
         if self.tokenizer.get("text_sha256"):
             found.add(self.tokenizer["text_sha256"])
         return sorted(found)
@@ -331,13 +335,15 @@ class Ledger:
             del data["unit"]
         if not data["env_steps"]:  # only reinforcement-learning runs have an online phase
             del data["env_steps"]
+        if not data["valid_texts"]:  # only text prepared since it was recorded has it
+            del data["valid_texts"]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "ledger") -> Ledger:
         """Inverse of ``to_dict``; unknown keys are errors so typos don't pass silently. Keys
-        added since the first format (``texts``, ``exposure``, ``derived_words``) default to
-        empty."""
+        added since the first format (``texts``, ``valid_texts``, ``exposure``,
+        ``derived_words``) default to empty."""
         if not isinstance(data, dict):
             raise UserError(f"{where}: expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}

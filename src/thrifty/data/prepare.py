@@ -239,6 +239,8 @@ def _build(
     ledger.sources = passes.ledger_sources()
     ledger.prepared_words = counts["words"]
     ledger.texts = [counts["train_sha256"]]
+    if counts["words"].get("valid"):
+        ledger.valid_texts = [counts["valid_sha256"]]
     manifest = _manifest(tok, counts, ledger, settings, passes.truncated())
     write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest

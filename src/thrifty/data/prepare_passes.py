@@ -93,7 +93,8 @@ def write_tokens(passes: Passes, tok: Tokenizer, folder: Path) -> dict[str, Any]
     """Encode every selected document into train.bin / valid.bin, in batches."""
     batch: list[tuple[str, bool]] = []
     chars = 0
-    digest = TextDigest()  # of the training text, for the ledger's proof of what it charges
+    # of the training and the validation text, for the ledger's proof of what it charges
+    digests = {False: TextDigest(), True: TextDigest()}
 
     def flush() -> None:
         encodings = tok.encode_batch([text for text, _ in batch], add_special_tokens=False)
@@ -105,12 +106,16 @@ def write_tokens(passes: Passes, tok: Tokenizer, folder: Path) -> dict[str, Any]
     with TokenWriter(folder, tok.get_vocab_size()) as writer:
         for text, is_valid in passes.documents("tokenizing", train_only=False):
             batch.append((text, is_valid))
-            if not is_valid:
-                digest.add(text)
+            digests[is_valid].add(text)
             chars += len(text)
             if chars >= _BATCH_CHARS:
                 flush()
                 chars = 0
         if batch:
             flush()
-        return {**writer.close(), "words": dict(passes.words), "train_sha256": digest.hexdigest()}
+        return {
+            **writer.close(),
+            "words": dict(passes.words),
+            "train_sha256": digests[False].hexdigest(),
+            "valid_sha256": digests[True].hexdigest(),
+        }

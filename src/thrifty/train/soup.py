@@ -104,6 +104,7 @@ def soup_ledger(ledgers: list[dict]) -> Ledger:
     out.words_seen = float(sum(data.get("words_seen", 0.0) for data in ledgers))
     out.max_epochs = min(g.max_epochs for g in distinct)
     out.texts = sorted({t for g in distinct for t in g.texts})
+    out.valid_texts = sorted({t for g in distinct for t in g.valid_texts})
     # every ingredient's own other passes (replay sets, teachers) add up; a shared start
     # model's passes are in every ingredient's weights once, and reach the soup once
     exposure = [e for data in ledgers for e in data.get("exposure", [])]

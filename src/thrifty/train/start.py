@@ -5,9 +5,9 @@ model's ledger.
 A continuation is charged its start model's whole charge. Words it would pay for twice, in its
 own prepared data and inside that charge, are counted once (``overlap_words``): all of them when
 both runs were prepared from the same data (a second phase of training on the same 10M words is
-still a 10M-word model), and the training split when its text is among those the start model's
-charge provably includes (a mixture upcycled from specialists trained on it; their validation
-splits stay charged twice, since no text of theirs is on record)."""
+still a 10M-word model), and each split whose text is among those the start model's charge
+provably includes (a mixture upcycled from specialists trained on it; data prepared before the
+validation text was recorded keeps its validation split charged twice)."""
 
 from __future__ import annotations
 
@@ -147,6 +147,8 @@ def _charged_again(ledger: Ledger, start: Ledger) -> int:
     train = max(ledger.train_words - int(ledger.synthetic_words) - derived, 0)
     if ledger.data_key() == start.data_key():  # the same prepared data: every word
         return train + int(ledger.prepared_words.get("valid", 0))
-    if ledger.texts and set(ledger.texts) <= set(start.known_texts()):
-        return train  # its training text is among the start model's (an upcycled mixture's)
-    return 0
+    known = set(start.known_texts())  # an upcycled mixture's: its specialists' texts
+    again = train if ledger.texts and set(ledger.texts) <= known else 0
+    if ledger.valid_texts and set(ledger.valid_texts) <= known:
+        again += int(ledger.prepared_words.get("valid", 0))
+    return again
