@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from thrifty.config import ModelConfig, load_config
+from thrifty.data.tokenizer import NUM_SPECIAL, PAD_ID
 from thrifty.errors import UserError
 from thrifty.models import aux
 from thrifty.models.linear.lowrank import LowRank
@@ -177,3 +178,22 @@ def test_flops_count_the_router_and_top_k_experts():
     dense = Transformer(MODEL)
     per_layer = 6 * (D * 4 + (2 - 1) * 3 * D * FF)  # top_k=2 experts where dense runs one
     assert model.flops_per_token(32) - dense.flops_per_token(32) == MODEL.n_layers * per_layer
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_pads_count_in_no_auxiliary_term_or_metric(causal):
+    torch.manual_seed(0)
+    cfg = ModelConfig(size="nano", vocab_size=100, mlp={"name": "moe", "capacity_factor": 2.0})
+    model = Transformer(cfg)
+    ids = torch.randint(NUM_SPECIAL, 100, (2, 6))
+    padded = torch.cat([ids, torch.full((2, 4), PAD_ID)], dim=1)
+    # right pads change no real token's states: causally, and with the mask when bidirectional
+    with aux.collect() as alone:
+        model(ids, causal=causal)
+    with aux.collect() as with_pads:
+        model(padded, causal=causal, padding=None if causal else padded != PAD_ID)
+    for name in ("moe_balance", "moe_z"):
+        torch.testing.assert_close(with_pads.terms[name].value, alone.terms[name].value)
+        assert with_pads.terms[name].count == alone.terms[name].count == ids.numel()
+    for name in ("moe_load_max", "moe_dropped"):
+        torch.testing.assert_close(with_pads.metrics[name], alone.metrics[name])

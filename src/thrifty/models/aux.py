@@ -12,6 +12,9 @@ many places (GPT-BERT twice, ELECTRA on generator and discriminator, replay on a
 returning aux losses would change every call site. OLMo-core's alternative, attaching the aux
 gradient to the output, hides the aux loss from the logged loss and from global normalisation.
 
+Padding is not routed work: the backbone marks its real tokens for the forward pass it runs
+(``real_tokens``), and a layer weights its terms and counts by them (``real_mask``).
+
 Layers that need a statistic of the global batch (the share of tokens routed to each expert)
 sum it with ``all_sum``, which the loop binds to the all-reduce of its process group; models
 never import ``torch.distributed``.
@@ -33,6 +36,7 @@ class AuxLosses:
     def __init__(self, all_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.all_sum = all_sum
         self.terms: dict[str, LossTerm] = {}
+        self.real: list[torch.Tensor | None] = []  # one per forward pass under way
         self._metrics: dict[str, list[float | torch.Tensor]] = {}
 
     def add(self, name: str, term: LossTerm, metrics: dict[str, float | torch.Tensor]) -> None:
@@ -80,3 +84,26 @@ def emit(name: str, term: LossTerm, metrics: dict[str, float | torch.Tensor] | N
 def all_sum(t: torch.Tensor) -> torch.Tensor:
     """``t`` summed over the ranks of the collecting loop (``t`` itself outside ``collect``)."""
     return _active[-1].all_sum(t) if _active else t
+
+
+@contextmanager
+def real_tokens(real: torch.Tensor | None) -> Iterator[None]:
+    """Within the block, ``real_mask`` is ``real`` (B, T) bool, True for a real token (None:
+    all are); a backbone's forward pass sets it for the layers it runs, nested passes each
+    their own."""
+    if not collecting():
+        yield
+        return
+    stack = _active[-1].real
+    stack.append(real)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def real_mask(batch_shape: torch.Size) -> torch.Tensor | None:
+    """The innermost forward pass's real-token mask if it is of ``batch_shape`` (B, T); None
+    when every token counts (no mask, or tokens merged to another length)."""
+    real = _active[-1].real[-1] if _active and _active[-1].real else None
+    return real if real is not None and real.shape == batch_shape else None

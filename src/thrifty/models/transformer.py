@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from thrifty.config import ModelConfig
-from thrifty.data.tokenizer import BOS_ID
+from thrifty.data.tokenizer import BOS_ID, PAD_ID
+from thrifty.models import aux
 from thrifty.models.attention.mha import MultiHeadAttention
 from thrifty.models.block import BLOCKS
 from thrifty.models.block.sequential import SequentialBlock
@@ -72,6 +73,8 @@ class Transformer(nn.Module):
         self.embed = STEMS.build(cfg.stem, cfg)  # the token embedding, for text
         self.blocks = nn.ModuleList(BLOCKS.build(cfg.block, cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        # a layer whose auxiliary losses must not count pads says so (``aux.real_mask``)
+        self.pads_matter = any(getattr(m, "counts_real_tokens", False) for m in self.modules())
         cos, sin = rope_tables(
             cfg.d_model // cfg.n_heads,
             cfg.max_seq_len,
@@ -127,6 +130,12 @@ class Transformer(nn.Module):
         if self.cfg.document_attention:
             mask = document_mask(ids, causal, mask)
         r = merge_rate(getattr(self.embed, "merge", None), progress)  # only the patches stem's
+        if self.pads_matter and aux.collecting():
+            with aux.real_tokens(_real_tokens(ids, padding, keep, x)):
+                return self._blocks(x, cos, sin, causal, mask, ids, r)
+        return self._blocks(x, cos, sin, causal, mask, ids, r)
+
+    def _blocks(self, x, cos, sin, causal, mask, ids, r) -> torch.Tensor:
         if r:
             return self.norm(merged_blocks(self.blocks, x, cos, sin, causal, mask, r))
         for block in self.blocks:
@@ -154,3 +163,15 @@ class Transformer(nn.Module):
         else:
             blocks = sum(block.flops_per_token(seq_len) for block in self.blocks)
         return blocks + self.embed.flops_per_token(head_fraction)
+
+
+def _real_tokens(
+    ids: torch.Tensor, padding: torch.Tensor | None, keep: torch.Tensor | None, x: torch.Tensor
+) -> torch.Tensor | None:
+    """(B, T) bool of the tokens entering the blocks that are not padding, for layers whose
+    auxiliary losses must not count pads (a router's load balance); None: no pads known."""
+    if padding is None and not ids.dtype.is_floating_point and ids.dim() == 2:
+        padding = ids != PAD_ID  # token ids: pads are padding even without a mask
+    if padding is not None and keep is not None:
+        padding = padding.gather(1, keep)
+    return padding if padding is not None and padding.shape == x.shape[:2] else None

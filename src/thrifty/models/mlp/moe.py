@@ -18,7 +18,7 @@ Emitted while training (``thrifty.models.aux``): the terms ``moe_balance`` and `
 over MoE layers and logged with their weights (perfect balance in every layer logs
 ``balance_weight · n_layers``), and the metrics ``moe_load_max`` (the busiest expert's share of
 assignments · E; 1.0 is balanced) and, with a capacity factor, ``moe_dropped`` (the share of
-assignments dropped), averaged over layers.
+assignments dropped), averaged over layers; all of them over real tokens, not pads.
 """
 
 from __future__ import annotations
@@ -43,11 +43,17 @@ from thrifty.models.mlp.swiglu import SwiGLU
 class MixtureOfExperts(nn.Module):
     """Top-k routed SwiGLU experts.
 
+    Pads are routed like any token (their outputs are never read) but left out of the
+    auxiliary losses and metrics, which measure the routing of real tokens
+    (``counts_real_tokens``: the backbone marks them, ``thrifty.models.aux.real_mask``).
+
     ``record_routes``: when set, every forward stores ``last_routes``, the (B, T, top_k) int64
     expert ids each token chose, sorted by router weight (descending) and detached, before any
     capacity drop; routing-pathway metrics read them (Li et al. 2025,
     ``papers/grokking_pathways.md``).
     """
+
+    counts_real_tokens = True
 
     @dataclass(kw_only=True)
     class Config:
@@ -155,23 +161,31 @@ class MixtureOfExperts(nn.Module):
     def _emit_aux(
         self, logits: torch.Tensor, probs: torch.Tensor, chosen: torch.Tensor, kept: torch.Tensor
     ) -> None:
-        """Load balance and z-loss as global-batch terms, and the routing metrics."""
-        E, tokens = self.n_experts, logits.shape[0] * logits.shape[1]
+        """Load balance and z-loss as global-batch terms over real tokens, and the metrics."""
+        E = self.n_experts
+        real = aux.real_mask(logits.shape[:2])
+        if real is None:
+            real = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
+        weight = real[..., None].to(probs.dtype)  # (B, T, 1)
         # f_i counts the router's choices (before capacity drops) over the global batch; one
         # collective carries the per-expert counts and the number dropped.
+        real_k = real[..., None].expand_as(chosen)
         local = torch.cat(
-            [torch.bincount(chosen.reshape(-1), minlength=E), (~kept).sum().reshape(1)]
+            [
+                torch.bincount(chosen.reshape(-1), real_k.reshape(-1).double(), minlength=E),
+                (~kept & real_k).sum().reshape(1).double(),
+            ]
         )
-        counts = aux.all_sum(local.double())
+        counts = aux.all_sum(local)
         assigned = counts[:E].sum()
-        share = (counts[:E] / assigned).float()  # f_i, detached by construction
-        count = torch.tensor(float(tokens), device=logits.device)
+        share = (counts[:E] / assigned.clamp(min=1)).float()  # f_i, detached by construction
+        count = real.sum().to(probs.dtype)
         # weight · total / global tokens = E · Σ_i f_i · P_i once totals are summed over ranks
-        balance = E * (share * probs.sum(dim=(0, 1))).sum()
+        balance = E * (share * (probs * weight).sum(dim=(0, 1))).sum()
         aux.emit("moe_balance", LossTerm(balance, count, self.cfg.balance_weight))
-        z = torch.logsumexp(logits, dim=-1).pow(2).sum()
+        z = (torch.logsumexp(logits, dim=-1).pow(2) * weight[..., 0]).sum()
         # kept on the device, read when the loop logs
         metrics = {"moe_load_max": share.max() * E}
         if self.cfg.capacity_factor is not None:
-            metrics["moe_dropped"] = (counts[E] / assigned).float()
+            metrics["moe_dropped"] = (counts[E] / assigned.clamp(min=1)).float()
         aux.emit("moe_z", LossTerm(z, count, self.cfg.z_weight), metrics)
