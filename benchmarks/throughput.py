@@ -10,11 +10,11 @@ Contenders, built in the same process with the same dimensions, init seed, batch
 
 * HF: ``transformers.LlamaForCausalLM`` (sdpa attention, tied embeddings, no KV cache) trained by
   the loop anyone would write: logits, ``F.cross_entropy``, backward, clip_grad_norm_(1.0),
-  ``torch.optim.AdamW`` (torch's default implementation, same lr / betas / eps / weight decay,
-  decaying every parameter) and zero_grad(set_to_none=True).
+  ``torch.optim.AdamW`` (fused, as HF's Trainer builds it by default; same lr / betas / eps /
+  weight decay, decaying every parameter) and zero_grad(set_to_none=True).
 * thrifty (eager): the per-step path of ``thrifty.train.loop``: ``Transformer(ModelConfig(
   size=...))``, the ``causal_lm`` objective on a ``Batch`` of (B, T+1) ids, backward,
-  clip_grad_norm_(1.0), ``build_optimizer`` as the loop builds it on CPU, zero_grad.
+  clip_grad_norm_(1.0), ``build_optimizer`` as the loop builds it (fused AdamW), zero_grad.
 * thrifty + torch.compile (``--compile``): the same, with the model wrapped in ``torch.compile``
   as ``train.compile: true`` does, and the reference compiled the same way: HF Llama +
   torch.compile (the model wrapped in ``torch.compile``, the loop unchanged). Compilation
@@ -178,8 +178,7 @@ def thrifty_contender(args, vocab: int, compile: bool) -> Contender:
     forward_model = torch.compile(model) if compile else model
     objective = OBJECTIVES.build({"name": "causal_lm"}, forward_model, seed=args.seed)
     tc = TrainConfig(max_steps=1)
-    # as the loop builds it: fused AdamW on GPUs, torch's default on CPU
-    optimizer = build_optimizer(model, tc, fused=device.type == "cuda")
+    optimizer = build_optimizer(model, tc, device)  # as the loop builds it: fused AdamW
     model.train()
 
     def step(ids: torch.Tensor) -> float:
@@ -223,8 +222,14 @@ def hf_contender(args, vocab: int, compile: bool = False) -> Contender:
     model = LlamaForCausalLM(config).to(device)
     assert model.lm_head.weight is model.model.embed_tokens.weight, "embeddings must be tied"
     tc = TrainConfig(max_steps=1)
+    # fused, as HF's Trainer builds it by default (optim="adamw_torch_fused" on torch >= 2.8)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps, weight_decay=tc.weight_decay
+        model.parameters(),
+        lr=tc.lr,
+        betas=tc.betas,
+        eps=tc.eps,
+        weight_decay=tc.weight_decay,
+        fused=True,
     )
     model.train()
 

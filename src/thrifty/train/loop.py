@@ -125,7 +125,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     epochs_before = 0.0  # epochs of the samplers of earlier phases
 
     def new_optimizer():
-        return build_optimizer(model, tc, fused=device.type == "cuda", extra=owned)
+        return build_optimizer(model, tc, device, extra=owned)
 
     optimizer = new_optimizer()
     dense_from = densify_step(tc.densify_at, total_steps, model)  # Monarch -> dense
