@@ -166,4 +166,7 @@ def barrier() -> None:
 
 def shutdown() -> None:
     if dist.is_initialized():
+        # every rank out of its last collective first: a rank tearing gloo down while a peer
+        # still talks to it can abort that peer (seen as "terminate called" on exit)
+        barrier()
         dist.destroy_process_group()
