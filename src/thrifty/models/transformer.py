@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from thrifty.config import ModelConfig
-from thrifty.data.tokenizer import BOS_ID, PAD_ID
+from thrifty.data.tokenizer import BOS_ID
 from thrifty.models import aux
 from thrifty.models.attention.mha import MultiHeadAttention
 from thrifty.models.block import BLOCKS
@@ -131,9 +131,25 @@ class Transformer(nn.Module):
             mask = document_mask(ids, causal, mask)
         r = merge_rate(getattr(self.embed, "merge", None), progress)  # only the patches stem's
         if self.pads_matter and aux.collecting():
-            with aux.real_tokens(_real_tokens(ids, padding, keep, x)):
+            with aux.real_tokens(self._real_tokens(ids, padding, keep, x)):
                 return self._blocks(x, cos, sin, causal, mask, ids, r)
         return self._blocks(x, cos, sin, causal, mask, ids, r)
+
+    def _real_tokens(
+        self,
+        ids: torch.Tensor,
+        padding: torch.Tensor | None,
+        keep: torch.Tensor | None,
+        x: torch.Tensor,
+    ) -> torch.Tensor | None:
+        """(B, T) bool of the tokens entering the blocks that are not padding, for layers whose
+        auxiliary losses must not count pads (a router's load balance); None: none known."""
+        pad_id = getattr(self.embed, "pad_id", None)  # a stem of token ids knows its pad
+        if padding is None and pad_id is not None:
+            padding = ids != pad_id
+        if padding is not None and keep is not None:
+            padding = padding.gather(1, keep)
+        return padding if padding is not None and padding.shape == x.shape[:2] else None
 
     def _blocks(self, x, cos, sin, causal, mask, ids, r) -> torch.Tensor:
         if r:
@@ -163,15 +179,3 @@ class Transformer(nn.Module):
         else:
             blocks = sum(block.flops_per_token(seq_len) for block in self.blocks)
         return blocks + self.embed.flops_per_token(head_fraction)
-
-
-def _real_tokens(
-    ids: torch.Tensor, padding: torch.Tensor | None, keep: torch.Tensor | None, x: torch.Tensor
-) -> torch.Tensor | None:
-    """(B, T) bool of the tokens entering the blocks that are not padding, for layers whose
-    auxiliary losses must not count pads (a router's load balance); None: no pads known."""
-    if padding is None and not ids.dtype.is_floating_point and ids.dim() == 2:
-        padding = ids != PAD_ID  # token ids: pads are padding even without a mask
-    if padding is not None and keep is not None:
-        padding = padding.gather(1, keep)
-    return padding if padding is not None and padding.shape == x.shape[:2] else None

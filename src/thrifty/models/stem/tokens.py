@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from thrifty.data.tokenizer import PAD_ID
 from thrifty.models.stem.base import STEMS
 
 
 @STEMS.register("tokens")
 class TokenStem(nn.Embedding):
+    pad_id = PAD_ID  # the id of padding in its input, for layers that leave pads out
+
     @dataclass(kw_only=True)
     class Config:
         pass
