@@ -114,7 +114,6 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     if tc.parallel == "fsdp":  # refused at any world size, so a config fails before torchrun
         refuse_unsupported(tc, cfg.objective["name"], owns_networks=owned is not None)
     sharded = tc.parallel == "fsdp" and world > 1  # one process keeps the model whole
-    params = [p for module in trained for p in module.parameters()]
 
     def sampler_for(phase: Phase):  # each phase samples the windows of its own length
         seed = tc.seed if phase.index == 0 else stream_seed(tc.seed, phase.index)
@@ -146,7 +145,6 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         state, optim_state, rng = load_training_state(ckpt)
         if state.get("densified"):  # the run had switched to dense before this checkpoint
             optimizer, _ = switch_to_dense(model, optimizer, new_optimizer)
-            params = [p for module in trained for p in module.parameters()]
             dense_now = True
         check_global_batch(ckpt, state, rows_per_step, tc, world)
         restore(
@@ -181,7 +179,6 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         optimizer = new_optimizer()  # fully_shard replaced the parameters it points at
         if ckpt is not None:
             load_sharded_optimizer_state(optimizer, optim_state)
-        params = [p for module in trained for p in module.parameters()]
         if main:
             log.info("train.parallel=fsdp: weights, gradients, optimizer state in %d shards", world)
     setup = {"seq_len": T, "device": device, "init_from": tc.init_from, "rank": rank}
@@ -274,7 +271,6 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     while step < total_steps:
         if step == dense_from and not dense_now:
             optimizer, names = switch_to_dense(model, optimizer, new_optimizer)
-            params = [p for module in trained for p in module.parameters()]
             flops.change(objective.flops_per_token(phase.seq_len), tokens_seen)
             dense_now = True
             if main:
@@ -309,6 +305,8 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
         diverged.observe(step + 1, sums["loss"])  # read at the next log, eval or checkpoint
         if not sharded:  # fsdp averaged the model's gradients (reduce-scatter) in backward
             distributed.average_gradients(*trained)
+        # the parameters as they are now (densifying and sharding replace them)
+        params = [p for module in trained for p in module.parameters()]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf"))
         grad_norm = full_norm(grad_norm)  # sharded: a DTensor
         optimizer.step()
