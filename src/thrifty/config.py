@@ -200,8 +200,9 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto: bf16 autocast on CUDA, fp32 on CPU (bf16 is faster on CPUs with AVX-512 BF16 or
     AMX, slower on others)."""
-    compile: bool = False
-    """Wrap the model in torch.compile."""
+    compile: bool | Literal["regional"] = False
+    """true: wrap the model in torch.compile; regional: compile each block in place, one
+    graph that every block reuses (a third less start-up on CPU, steps as fast)."""
     parallel: Literal["ddp", "fsdp"] = "ddp"
     """Under torchrun: ddp keeps whole weights on every rank; fsdp shards weights, gradients
     and optimizer state over the ranks (FSDP2). One process (no torchrun): no effect."""

@@ -27,6 +27,7 @@ from thrifty.objectives.randomness import stream_seed
 from thrifty.objectives.reweighting import Reweighting
 from thrifty.train import distributed
 from thrifty.train.checkpoint import load_training_state, rng_state, save_checkpoint
+from thrifty.train.compiling import compiled
 from thrifty.train.curriculum import Phase, phase_at, plan_phases
 from thrifty.train.ema import WeightAverage
 from thrifty.train.evaluate import evaluate, final_blimp
@@ -105,7 +106,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     # ---- model, objective, sampler, optimizer
     model = initial_model(cfg).to(device)
     distributed.broadcast_parameters(model)
-    forward_model = torch.compile(model) if tc.compile else model
+    forward_model = compiled(model, tc.compile)
     objective = OBJECTIVES.build(cfg.objective, forward_model, seed=tc.seed)
     owned = objective.owned  # networks the objective trains besides the model (ELECTRA)
     if owned is not None:
