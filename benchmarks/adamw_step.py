@@ -23,7 +23,8 @@ from thrifty.models.transformer import Transformer
 from thrifty.train.optim import param_groups
 
 
-def step_times(size: str, warmup: int, steps: int) -> dict[str, float]:
+def step_times(size: str, warmup: int, steps: int) -> tuple[int, dict[str, float]]:
+    """The model's parameter count, and each optimizer's median step time (s)."""
     torch.manual_seed(0)
     model = Transformer(ModelConfig(size=size, vocab_size=8192))
     for p in model.parameters():
@@ -42,7 +43,7 @@ def step_times(size: str, warmup: int, steps: int) -> dict[str, float]:
             optimizer.step()
             if i >= warmup:
                 times[kind].append(time.perf_counter() - start)
-    return {kind: statistics.median(t) for kind, t in times.items()}
+    return model.num_params(), {kind: statistics.median(t) for kind, t in times.items()}
 
 
 def main() -> None:
@@ -57,8 +58,7 @@ def main() -> None:
     print("\n| size | params | foreach (default) ms | fused ms | speed-up |")
     print("|---|---:|---:|---:|---:|")
     for size in args.sizes:
-        params = Transformer(ModelConfig(size=size, vocab_size=8192)).num_params()
-        t = step_times(size, args.warmup, args.steps)
+        params, t = step_times(size, args.warmup, args.steps)
         foreach, fused = t["foreach (default)"] * 1e3, t["fused"] * 1e3
         print(f"| {size} | {params / 1e6:.2f}M | {foreach:.1f} | {fused:.1f} | "
               f"{foreach / fused:.1f}x |")  # fmt: skip

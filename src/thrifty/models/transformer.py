@@ -131,7 +131,7 @@ class Transformer(nn.Module):
             mask = document_mask(ids, causal, mask)
         r = merge_rate(getattr(self.embed, "merge", None), progress)  # only the patches stem's
         if self.pads_matter and aux.collecting():
-            with aux.real_tokens(self._real_tokens(ids, padding, keep, x)):
+            with aux.real_tokens(self._real_tokens(ids, padding, keep)):
                 return self._blocks(x, cos, sin, causal, mask, ids, r)
         return self._blocks(x, cos, sin, causal, mask, ids, r)
 
@@ -140,16 +140,16 @@ class Transformer(nn.Module):
         ids: torch.Tensor,
         padding: torch.Tensor | None,
         keep: torch.Tensor | None,
-        x: torch.Tensor,
     ) -> torch.Tensor | None:
         """(B, T) bool of the tokens entering the blocks that are not padding, for layers whose
-        auxiliary losses must not count pads (a router's load balance); None: none known."""
+        auxiliary losses must not count pads (a router's load balance; ``aux.real_mask`` drops
+        a mask of another length); None: none known."""
         pad_id = getattr(self.embed, "pad_id", None)  # a stem of token ids knows its pad
         if padding is None and pad_id is not None:
             padding = ids != pad_id
         if padding is not None and keep is not None:
             padding = padding.gather(1, keep)
-        return padding if padding is not None and padding.shape == x.shape[:2] else None
+        return padding
 
     def _blocks(self, x, cos, sin, causal, mask, ids, r) -> torch.Tensor:
         if r:
