@@ -1,7 +1,11 @@
 import pytest
 import torch
 
+from thrifty.adamw import adamw
 from thrifty.config import ModelConfig, TrainConfig
+from thrifty.eval.finetune.classifier import Classifier
+from thrifty.eval.finetune.trainer import Settings
+from thrifty.eval.finetune.trainer import _optimizer as finetune_optimizer
 from thrifty.models.transformer import Transformer
 from thrifty.train.optim import LAMB, build_optimizer, lr_at, param_groups
 
@@ -48,6 +52,14 @@ def test_build_optimizer_kinds():
     model = Transformer(ModelConfig(size="nano", vocab_size=50))
     assert isinstance(build_optimizer(model, cfg()), torch.optim.AdamW)
     assert isinstance(build_optimizer(model, cfg(optimizer="lamb")), LAMB)
+
+
+def test_pretraining_and_fine_tuning_both_take_the_fused_adamw_step_on_cpu():
+    model = Transformer(ModelConfig(size="nano", vocab_size=50))
+    assert build_optimizer(model, cfg(), "cpu").defaults["fused"]
+    assert adamw(model.parameters(), "meta", lr=1e-3).defaults["fused"] is None  # no kernel
+    classifier = Classifier(model, num_labels=2, pooling="first")
+    assert finetune_optimizer(classifier, Settings()).defaults["fused"]
 
 
 def test_lamb_scales_each_update_by_its_trust_ratio():

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from thrifty.adamw import adamw
 from thrifty.config import TrainConfig
 from thrifty.models.linear.base import is_linear_member
 
@@ -86,11 +87,6 @@ class LAMB(torch.optim.Optimizer):
                 p.add_(update, alpha=-group["lr"])
 
 
-# torch's fused AdamW kernels: on CPU one pass over each tensor, 4-6× faster than the default
-# multi-tensor (foreach) step for the ``mini`` and ``small`` sizes (benchmarks/adamw_step.py)
-FUSED_ADAMW_DEVICES = ("cuda", "cpu")
-
-
 def build_optimizer(
     model: nn.Module,
     cfg: TrainConfig,
@@ -102,8 +98,7 @@ def build_optimizer(
     groups = param_groups(model, cfg, extra)
     if cfg.optimizer == "lamb":
         return LAMB(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    fused = torch.device(device).type in FUSED_ADAMW_DEVICES or None
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused)
+    return adamw(groups, device, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
 
 
 def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:

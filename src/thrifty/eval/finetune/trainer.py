@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from thrifty.adamw import adamw
 from thrifty.eval.finetune import metrics as M
 from thrifty.eval.finetune.classifier import Classifier, Encoded
 
@@ -115,7 +116,8 @@ def _optimizer(model: Classifier, s: Settings) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": rest}]
-    return torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    device = next(model.parameters()).device
+    return adamw(groups, device, lr=s.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
 
 def _lr_factor(step: int, total: int, s: Settings) -> float:
@@ -153,7 +155,9 @@ def fit(
     history, best_key, best_state, best_epoch, step = [], None, None, 0, 0
     labels = torch.from_numpy(train.labels).to(device)
     for epoch in range(1, s.max_epochs + 1):
-        start, losses = time.perf_counter(), []
+        start, steps = time.perf_counter(), 0
+        # summed on the device and read once an epoch: no wait for the device each step
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         model.train()
         for idx in _epoch_order(lengths, batch, s, rng):
             for group in opt.param_groups:
@@ -164,10 +168,11 @@ def fit(
             if s.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
             opt.step()
-            losses.append(loss.item())
+            loss_sum += loss.detach()
+            steps += 1
             step += 1
         result = evaluate(model, valid, metrics, s.eval_batch_size)
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        row = {"epoch": epoch, "train_loss": loss_sum.item() / steps}
         row |= {"valid_loss": result.pop("loss")} | result
         history.append(row)
         key = (row[select], -row["valid_loss"])
