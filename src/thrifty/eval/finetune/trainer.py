@@ -156,8 +156,9 @@ def fit(
     labels = torch.from_numpy(train.labels).to(device)
     for epoch in range(1, s.max_epochs + 1):
         start, steps = time.perf_counter(), 0
-        # summed on the device and read once an epoch: no wait for the device each step
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        # summed on the device (in the loss's dtype, as pretraining sums it; mps has no
+        # float64) and read once an epoch: no wait for the device each step
+        loss_sum = torch.zeros((), device=device)
         model.train()
         for idx in _epoch_order(lengths, batch, s, rng):
             for group in opt.param_groups:
