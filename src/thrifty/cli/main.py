@@ -8,6 +8,7 @@ import sys
 
 from thrifty import __version__
 from thrifty.errors import UserError
+from thrifty.host_allocator import reuse_large_blocks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +103,7 @@ def _is_override(word: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    reuse_large_blocks()  # before any tensor: freed large blocks reused, not faulted in anew
     try:
         return dispatch(build_parser(), argv)
     except UserError as e:
