@@ -24,10 +24,29 @@ def test_mfu_on_cpu_is_against_a_matmul_in_the_runs_precision(
 ):
     measured = []
 
-    def peak(n=2048, repeats=5, dtype=torch.float32):
+    def peak(n=2048, seconds=0.5, dtype=torch.float32):
         measured.append(dtype)
         return 1e11
 
     monkeypatch.setattr(metrics, "measure_matmul_peak", peak)
     train(nano_cfg(f"train.precision={precision}", "train.max_steps=2", "train.eval_every=0"))
     assert measured == [dtype]
+
+
+def test_a_peak_that_the_run_exceeds_is_measured_again_once(monkeypatch):
+    readings = iter([5e10, 9e10, 2e11])  # the first measured while the machine was busy
+    monkeypatch.setattr(metrics, "measure_matmul_peak", lambda **_: next(readings))
+    peak = metrics.RunPeak(torch.device("cpu"), bf16=False)
+    peak.revise(4e10)  # below the peak: nothing to measure
+    assert peak.value == 5e10
+    peak.revise(6e10)
+    assert peak.value == 9e10
+    peak.revise(1e11)  # once only: a FLOP count that overstates the work costs one measurement
+    assert peak.value == 9e10
+
+
+def test_a_configured_peak_is_never_measured(monkeypatch):
+    monkeypatch.setattr(metrics, "measure_matmul_peak", lambda **_: pytest.fail("measured"))
+    peak = metrics.RunPeak(torch.device("cpu"), bf16=False, configured=1e9)
+    peak.revise(5e9)
+    assert peak.value == 1e9

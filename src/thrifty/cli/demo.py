@@ -107,9 +107,9 @@ def matmul_peaks(precision: str) -> dict[str, float]:
 
     from thrifty.train.metrics import measure_matmul_peak
 
-    peaks = {"fp32": measure_matmul_peak(n=1024, repeats=3)}
+    peaks = {"fp32": measure_matmul_peak(n=1024, seconds=0.2)}
     if precision != "fp32":
-        peaks["bf16"] = measure_matmul_peak(n=1024, repeats=3, dtype=torch.bfloat16)
+        peaks["bf16"] = measure_matmul_peak(n=1024, seconds=0.2, dtype=torch.bfloat16)
     return peaks
 
 

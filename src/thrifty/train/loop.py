@@ -31,7 +31,7 @@ from thrifty.train.compiling import compiled
 from thrifty.train.curriculum import Phase, phase_at, plan_phases
 from thrifty.train.ema import WeightAverage
 from thrifty.train.evaluate import evaluate, final_blimp
-from thrifty.train.metrics import FlopsCount, MetricsLog, peak_flops, step_line, throughput
+from thrifty.train.metrics import FlopsCount, MetricsLog, RunPeak, step_line, throughput
 from thrifty.train.optim import build_optimizer, lr_at
 from thrifty.train.resume import check_global_batch, restore, run_state
 from thrifty.train.reverse_sparsification import densify_step, switch_to_dense
@@ -211,7 +211,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
     if cfg.eval.pathway_samples and moe_layers(model):
         n = min(cfg.eval.pathway_samples, train_source.num_items(T))
         pathway_ids = train_source.batch(range(n), T)["ids"][:, :-1].to(device)
-    peak = tc.peak_flops or peak_flops(device, bf16=uses_bf16(tc, device))
+    peak = RunPeak(device, uses_bf16(tc, device), tc.peak_flops)
     marks = word_marks() if tc.babylm_marks else []
     tokens_per_step = rows_per_step * T
 
@@ -337,7 +337,10 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             last = distributed.mean_metrics(read_metrics(sums))
             row = {"step": step, **last, "lr": lr, "grad_norm": grad_norm.item()}
             epoch = epochs_before + sampler.epochs
-            row |= throughput(tokens_seen, ledger.words_seen, epoch, tok_s, world, flops, peak)
+            peak.revise(flops.rate * tok_s / world)
+            row |= throughput(
+                tokens_seen, ledger.words_seen, epoch, tok_s, world, flops, peak.value
+            )
             if main:
                 metrics.write(row)
                 eta = (total_steps - step) * (time.perf_counter() - t_start)
