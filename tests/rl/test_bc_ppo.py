@@ -4,6 +4,7 @@ any online step), exact weight transfer into PPO's actor, concurrent BC's joint 
 the environment-step budget on the ledger."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -106,8 +107,13 @@ def test_concurrent_bc_adds_the_weighted_bc_gradient():
     assert wrapped.transitions_read == 10
 
 
-def test_ppo_runs_charge_environment_steps_and_offline_transitions(cloned, tmp_path, capsys):
+def test_ppo_runs_charge_environment_steps_and_offline_transitions(
+    cloned, tmp_path, capsys, monkeypatch
+):
     data, run = cloned
+    scratch = tmp_path / "system-temp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where SB3's own logger writes
     common = [
         "--env",
         ENV,
@@ -132,6 +138,7 @@ def test_ppo_runs_charge_environment_steps_and_offline_transitions(cloned, tmp_p
     assert ledger.words_seen > 0  # concurrent BC's minibatches of demonstrations
     assert main(["audit", str(out)]) == 0
     assert "environment steps" in capsys.readouterr().out
+    assert not list(scratch.iterdir())  # no SB3-<time> folder left behind
 
     out = tmp_path / "init"
     assert main(["ppo", *common, "--init", str(run), "--out", str(out)]) == 0

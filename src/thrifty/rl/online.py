@@ -70,10 +70,14 @@ def refuse_finished(out: Path, overwrite: bool) -> None:
 
 
 def build_agent(policy: str, envs, s: OnlineSettings, policy_kwargs: dict):
-    """Stable-Baselines3's PPO with the settings' hyperparameters, on the CPU."""
-    from stable_baselines3 import PPO
+    """Stable-Baselines3's PPO with the settings' hyperparameters, on the CPU.
 
-    return PPO(
+    Its logger writes nowhere: the curve is thrifty's, and SB3's default logger would leave
+    an empty ``SB3-<time>`` folder in the system's temporary directory at every run."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
+
+    agent = PPO(
         policy,
         envs,
         n_steps=s.n_steps,
@@ -90,6 +94,8 @@ def build_agent(policy: str, envs, s: OnlineSettings, policy_kwargs: dict):
         device="cpu",
         verbose=0,
     )
+    agent.set_logger(Logger(folder=None, output_formats=[]))
+    return agent
 
 
 def evaluation_callback(settings, evaluate, rows: list[dict]):
