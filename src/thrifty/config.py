@@ -208,7 +208,7 @@ class TrainConfig:
     and optimizer state over the ranks (FSDP2). One process (no torchrun): no effect."""
     peak_flops: float | None = bounded(None, gt=0)
     """Hardware peak FLOP/s for MFU (None: on CPU measured with a matmul at start, in bf16
-    when the run trains in bf16)."""
+    when the run trains in bf16, and measured once more if the run ever exceeds it)."""
     init_from: str | None = None
     """Start from this run's (or checkpoint's) model weights with a fresh optimizer and schedule
     (continual pretraining); its ledger's words are charged as an auxiliary entry, those of
