@@ -76,3 +76,22 @@ def test_lamb_scales_each_update_by_its_trust_ratio():
     torch.testing.assert_close(grown.detach(), expected)
     # a zero weight norm (a fresh bias) has no trust ratio: the update is applied as it is
     torch.testing.assert_close(fresh.detach(), torch.full((3,), -0.1), rtol=1e-5, atol=1e-6)
+
+
+def test_an_update_clips_the_gradients_of_every_trained_network_and_steps_the_average():
+    from thrifty.train.ema import WeightAverage
+    from thrifty.train.step import apply_gradients
+
+    model, owned = torch.nn.Linear(2, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    for net in (model, owned):
+        torch.nn.init.zeros_(net.weight)
+    model.weight.grad = torch.tensor([[3.0, 0.0]])
+    owned.weight.grad = torch.tensor([[4.0]])  # the norm over both networks: 5
+    optimizer = torch.optim.SGD([*model.parameters(), *owned.parameters()], lr=1.0)
+    ema = WeightAverage(model, decay=0.5)
+    norm = apply_gradients([model, owned], optimizer, 1.0, averaged=True, ema=ema)
+    assert norm.item() == pytest.approx(5.0)  # before clipping
+    torch.testing.assert_close(model.weight.detach(), torch.tensor([[-0.6, 0.0]]))
+    torch.testing.assert_close(owned.weight.detach(), torch.tensor([[-0.8]]))
+    assert model.weight.grad is None and owned.weight.grad is None
+    torch.testing.assert_close(ema.average["weight"], torch.tensor([[-0.3, 0.0]]))

@@ -37,7 +37,6 @@ from thrifty.train.resume import check_global_batch, restore, run_state
 from thrifty.train.reverse_sparsification import densify_step, switch_to_dense
 from thrifty.train.schedule import plan_steps, word_marks
 from thrifty.train.sharding import (
-    full_norm,
     full_optimizer_state,
     full_state,
     full_tensors,
@@ -60,6 +59,7 @@ from thrifty.train.step import (  # TrainingDiverged: what train() raises
     DivergenceWatch,
     TrainingDiverged,  # noqa: F401
     accumulate_gradients,
+    apply_gradients,
     read_metrics,
 )
 from thrifty.train.tracking import open_sinks
@@ -304,16 +304,7 @@ def _train(cfg: RunConfig, resume: str | None, closing: contextlib.ExitStack) ->
             autocast=autocast,
         )
         diverged.observe(step + 1, sums["loss"])  # read at the next log, eval or checkpoint
-        if not sharded:  # fsdp averaged the model's gradients (reduce-scatter) in backward
-            distributed.average_gradients(*trained)
-        # the parameters as they are now (densifying and sharding replace them)
-        params = [p for module in trained for p in module.parameters()]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip or float("inf"))
-        grad_norm = full_norm(grad_norm)  # sharded: a DTensor
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update(model)
+        grad_norm = apply_gradients(trained, optimizer, tc.grad_clip, averaged=sharded, ema=ema)
         step += 1
         words_before = ledger.words_seen
         tokens_seen += tokens_per_step

@@ -1,5 +1,5 @@
-"""The gradients of one optimizer step: its micro-batches, each forward, the global batch's
-loss, backward. The loop around it steps, logs, evaluates and checkpoints.
+"""One optimizer step: its micro-batches, each forward, the global batch's loss, backward, and
+the update. The loop around it logs, evaluates and checkpoints.
 
 Nothing here reads a value back from the device: metrics stay 0-dim tensors, summed on the
 device, until the loop logs them (``read_metrics``), and a NaN or infinite loss is noted on the
@@ -24,6 +24,7 @@ from thrifty.runs import latest_checkpoint
 from thrifty.train import distributed
 from thrifty.train.curriculum import Phase, samples_before
 from thrifty.train.global_loss import global_loss
+from thrifty.train.sharding import full_norm
 from thrifty.transfer import to_device
 
 
@@ -105,6 +106,31 @@ def accumulate_gradients(
         for key, value in micro_metrics.items():
             sums[key] = sums.get(key, 0.0) + value / tc.grad_accum
     return sums
+
+
+def apply_gradients(
+    trained: list[torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float,
+    *,
+    averaged: bool,
+    ema=None,
+) -> torch.Tensor:
+    """Average the gradients of the ``trained`` networks over the ranks (unless ``averaged``:
+    FSDP reduce-scattered them in backward), clip them to ``grad_clip`` (0: no clipping), step
+    the optimizer and the weight average ``ema`` of the first network. Returns the gradient
+    norm before clipping, a 0-dim tensor on the device (read only when logged)."""
+    if not averaged:
+        distributed.average_gradients(*trained)
+    # the parameters as they are now (densifying and sharding replace them)
+    params = [p for module in trained for p in module.parameters()]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip or float("inf"))
+    grad_norm = full_norm(grad_norm)  # sharded: a DTensor
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if ema is not None:
+        ema.update(trained[0])
+    return grad_norm
 
 
 def read_metrics(sums: dict) -> dict[str, float]:
