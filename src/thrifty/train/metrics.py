@@ -108,11 +108,7 @@ def peak_flops(device: torch.device, bf16: bool = False) -> float:
             if key in name:
                 return value
         return 100e12
-    return measure_matmul_peak(dtype=matmul_dtype(bf16))
-
-
-def matmul_dtype(bf16: bool) -> torch.dtype:
-    return torch.bfloat16 if bf16 else torch.float32
+    return measure_matmul_peak(dtype=torch.bfloat16 if bf16 else torch.float32)
 
 
 class RunPeak:
@@ -127,13 +123,13 @@ class RunPeak:
     def __init__(self, device: torch.device, bf16: bool, configured: float | None = None):
         self.value = configured or peak_flops(device, bf16)
         self._remeasure = configured is None and device.type == "cpu"
-        self._bf16 = bf16
+        self._device, self._bf16 = device, bf16
 
     def revise(self, achieved: float) -> None:
         """Measure the peak again if ``achieved`` FLOP/s (per device) exceeded it."""
         if self._remeasure and achieved > self.value:
             self._remeasure = False
-            self.value = max(self.value, measure_matmul_peak(dtype=matmul_dtype(self._bf16)))
+            self.value = max(self.value, peak_flops(self._device, self._bf16))
 
 
 def throughput(
