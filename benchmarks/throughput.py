@@ -39,7 +39,7 @@ steps alternating between contenders step by step (A, B, A, B, ...; the order ro
 round), so a burst of load from other processes hits every contender alike. A round's tokens/s
 is tokens per step / its median step time; the table gives the median over ``--rounds``
 rounds, their min-max, the wall throughput of all measured steps, and the per-round ratios to
-HF. The numbers of record and how noisy this machine is: benchmarks/throughput.md.
+HF. The numbers of record and how noisy this machine is: BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
     Accuracy counts a target tied with the top logit as a hit (argmax would pick one of the
     tied classes; ties are rare outside bf16). On a 2-core CPU it took the
     benchmark step (mini, 32 x 128 tokens, V = 8192) from 1.49 s to 1.31 s (median of
-    interleaved steps); see benchmarks/throughput.md.
+    interleaved steps); see BENCHMARKS.md.
     """
 
     @staticmethod
