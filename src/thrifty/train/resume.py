@@ -1,32 +1,64 @@
 """What a checkpoint holds to resume a run exactly, written and read in one place.
 
-``run_state`` is the ``state.json`` payload of a training checkpoint: where the run stands
-(step, tokens, sequence-length phase, sampler position, FLOPs so far, the ledger) and what must
-match to continue it (the global batch). ``restore`` puts the weights, optimizer, objective and
-random generators back; the loop rebuilds its sampler and counters from the state.
+``Position`` is where a run stands between steps (step, tokens, sequence-length phase and its
+sampler, FLOPs so far, whether Monarch layers were densified); ``run_state`` is the
+``state.json`` payload of a training checkpoint: the position, the ledger and what must match
+to continue it (the global batch). ``restore`` puts the weights, optimizer, objective and
+random generators back, and ``position_from`` rebuilds the position from the state;
+``resume_run`` does both for the loop.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file
 
 from thrifty.errors import UserError
-from thrifty.train.checkpoint import load_ema_weights, load_objective_weights, restore_rng
+from thrifty.train.checkpoint import (
+    load_ema_weights,
+    load_objective_weights,
+    load_training_state,
+    restore_rng,
+)
+from thrifty.train.curriculum import Phase
+from thrifty.train.metrics import FlopsCount
+from thrifty.train.reverse_sparsification import switch_to_dense
+
+if TYPE_CHECKING:
+    from thrifty.train.networks import Networks
+    from thrifty.train.plan import Plan
+
+log = logging.getLogger("thrifty.train")
+
+
+@dataclass
+class Position:
+    """Where a training run stands between steps; the loop advances it."""
+
+    step: int
+    tokens_seen: int
+    phase: Phase
+    sampler: Any  # the phase's sampler (``thrifty.data.samplers``), its own position inside
+    flops: FlopsCount
+    epochs_before: float = 0.0  # epochs of the samplers of earlier phases
+    densified: bool = False  # Monarch layers switched to dense (train.densify_at)
+
+    @property
+    def epochs(self) -> float:
+        return self.epochs_before + self.sampler.epochs
 
 
 def run_state(
+    at: Position,
     *,
-    tokens_seen: int,
     rows_per_step: int,
     model_kind: str,
-    densified: bool,
-    flops,
-    phase_index: int,
-    epochs_before: float,
-    sampler_state: dict,
     ledger: dict,
     word_mark: int | None,
     data_dir: Path,
@@ -34,19 +66,40 @@ def run_state(
 ) -> dict:
     """The ``state.json`` payload (the step and file checksums are added on save)."""
     return {
-        "tokens_seen": tokens_seen,
+        "tokens_seen": at.tokens_seen,
         "rows_per_step": rows_per_step,
         "model_kind": model_kind,
-        "densified": densified,
-        "flops_per_token": flops.rate,  # e.g. ELECTRA's generator included
-        "flops": flops.state_dict(),
-        "phase": phase_index,
-        "epochs_before": epochs_before,
-        "sampler": sampler_state,
+        "densified": at.densified,
+        "flops_per_token": at.flops.rate,  # e.g. ELECTRA's generator included
+        "flops": at.flops.state_dict(),
+        "phase": at.phase.index,
+        "epochs_before": at.epochs_before,
+        "sampler": at.sampler.state_dict(),
         "ledger": ledger,
         "word_mark": word_mark,
         "data": {"path": str(data_dir), "manifest_ledger": manifest_ledger},
     }
+
+
+def position_from(
+    state: dict,
+    phases: list[Phase],
+    sampler_for: Callable[[Phase], Any],
+    flops_per_token: Callable[[int], float],
+) -> Position:
+    """The position a checkpoint's ``state.json`` records, its sampler where it stopped."""
+    phase = phases[state.get("phase", 0)]  # the phase whose sampler the state holds
+    sampler = sampler_for(phase)
+    sampler.load_state_dict(state["sampler"])
+    return Position(
+        step=state["step"],
+        tokens_seen=state["tokens_seen"],
+        phase=phase,
+        sampler=sampler,
+        flops=FlopsCount(flops_per_token(phase.seq_len), state.get("flops")),
+        epochs_before=state.get("epochs_before", 0.0),
+        densified=bool(state.get("densified")),
+    )
 
 
 def restore(
@@ -82,3 +135,29 @@ def check_global_batch(ckpt: Path, state: dict, rows_per_step: int, tc, world: i
             f"{tc.batch_size} x {tc.grad_accum} x {world} = {rows_per_step}. Keep the "
             "global batch when resuming on another number of processes"
         )
+
+
+def resume_run(
+    ckpt: Path, plan: Plan, nets: Networks, world: int, main: bool
+) -> tuple[Position, dict]:
+    """Put ``ckpt``'s weights, optimizer, generators and counters back; returns the run's
+    position and the optimizer state (a sharded run loads it again into its shards)."""
+    state, optim_state, rng = load_training_state(ckpt)
+    if state.get("densified"):  # the run had switched to dense before this checkpoint
+        nets.optimizer, _ = switch_to_dense(nets.model, nets.optimizer, nets.new_optimizer)
+    check_global_batch(ckpt, state, plan.rows_per_step, plan.cfg.train, world)
+    restore(
+        ckpt,
+        optim_state,
+        rng,
+        model=nets.model,
+        owned=nets.owned,
+        ema=nets.ema,
+        optimizer=nets.optimizer,
+        objective=nets.objective,
+    )
+    at = position_from(state, plan.phases, plan.sampler_for, nets.objective.flops_per_token)
+    plan.ledger.words_seen = state["ledger"]["words_seen"]
+    if main:
+        log.info("resumed from %s (step %d)", ckpt, at.step)
+    return at, optim_state
