@@ -34,7 +34,7 @@ def scaled_dot_product(
 
 def _cpu_bf16(q: torch.Tensor) -> bool:
     """Whether attention runs in bf16 on a CPU: bf16 heads, or bf16 autocast (which would cast
-    fp32 heads, such as RoPE's output, to bf16 for the kernel)."""
+    fp32 heads to bf16 for the kernel)."""
     if q.device.type != "cpu":
         return False
     if q.dtype == torch.bfloat16:
