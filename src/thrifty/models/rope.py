@@ -71,9 +71,45 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
     The tables are fp32; bf16 heads (under autocast) are rotated in bf16, as Llama's reference
     code does, instead of being promoted to fp32 and cast back for attention (mini's bf16 CPU
-    step: about 4% faster)."""
+    step: about 4% faster). Eager runs take :class:`_Rotate`; under ``torch.compile`` the plain
+    formula, which inductor fuses into one kernel itself."""
     if cos.dtype != x.dtype:
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if torch.compiler.is_compiling():
+        half = x.shape[-1] // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rotated * sin
+    return _Rotate.apply(x, cos, sin)
+
+
+class _Rotate(torch.autograd.Function):
+    """``x * cos + rotate_half(x) * sin`` written half by half into one output, and its
+    gradient the same way (the transposed rotation), instead of autograd's negate, cat, two
+    products, a sum and their backward. Forward + backward of q and k (32 x 4 x 128 x 64) on a
+    2-core CPU: 8.8 -> 3.8 ms in fp32, 5.1 -> 3.3 ms in bf16."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        half = x.shape[-1] // 2
+        c1, c2, s1, s2 = cos[..., :half], cos[..., half:], sin[..., :half], sin[..., half:]
+        return _rotate_halves(x, c1, c2, -s1, s2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos, sin = ctx.saved_tensors
+        half = grad.shape[-1] // 2
+        c1, c2, s1, s2 = cos[..., :half], cos[..., half:], sin[..., :half], sin[..., half:]
+        return _rotate_halves(grad, c1, c2, s2, -s1), None, None
+
+
+def _rotate_halves(x, c1, c2, a, b) -> torch.Tensor:
+    """[x1 c1 + x2 a, x2 c2 + x1 b] for the halves x1, x2 of x's last dimension."""
     half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
+    x1, x2 = x[..., :half], x[..., half:]
+    shape = torch.broadcast_shapes(x.shape, (*c1.shape[:-1], x.shape[-1]))
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    out1, out2 = out[..., :half], out[..., half:]
+    torch.mul(x1, c1, out=out1).addcmul_(x2, a)
+    torch.mul(x2, c2, out=out2).addcmul_(x1, b)
+    return out
