@@ -8,8 +8,8 @@ Intel Xeon with AMX and an AMD EPYC with AVX-512 bf16; BENCHMARKS.md). At 256 po
 math path still wins with AMX but not without it, and from 512 on the flash kernel wins
 everywhere, its memory linear in the window while the math path holds the (T, T) scores. The
 math path is what ``transformers`` calls eager attention: scores in bf16, softmax in fp32,
-rounded to bf16. Explicit masks keep the flash kernel (a fully masked row would otherwise turn into
-NaN here).
+rounded to bf16. Explicit masks keep the flash kernel (a fully masked row would otherwise turn
+into NaN here).
 """
 
 from __future__ import annotations
