@@ -270,10 +270,10 @@ def _pathway_ids(plan: Plan, model: torch.nn.Module, device) -> torch.Tensor | N
 
 
 def _log_start(loop: Loop, at: Position) -> None:
-    nets = loop.nets
+    """Rank 0's one line about the run before its first step."""
     if not loop.main:
         return
-    owned = nets.owned
+    nets, owned = loop.nets, loop.nets.owned
     log.info(
         "model: %.2fM parameters (+%.2fM trained by the objective), %.1f MFLOPs/token; "
         "%d steps of %d tokens; data %s",
