@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors.torch import load_file
 
 from thrifty.errors import UserError
@@ -81,15 +80,10 @@ def run_state(
     }
 
 
-def position_from(
-    state: dict,
-    phases: list[Phase],
-    sampler_for: Callable[[Phase], Any],
-    flops_per_token: Callable[[int], float],
-) -> Position:
+def position_from(state: dict, plan: Plan, flops_per_token: Callable[[int], float]) -> Position:
     """The position a checkpoint's ``state.json`` records, its sampler where it stopped."""
-    phase = phases[state.get("phase", 0)]  # the phase whose sampler the state holds
-    sampler = sampler_for(phase)
+    phase = plan.phases[state.get("phase", 0)]  # the phase whose sampler the state holds
+    sampler = plan.sampler_for(phase)
     sampler.load_state_dict(state["sampler"])
     return Position(
         step=state["step"],
@@ -102,27 +96,17 @@ def position_from(
     )
 
 
-def restore(
-    ckpt: Path,
-    optim_state: dict,
-    rng: dict,
-    *,
-    model: torch.nn.Module,
-    owned: torch.nn.Module | None,
-    ema,
-    optimizer: torch.optim.Optimizer,
-    objective,
-) -> None:
+def restore(ckpt: Path, optim_state: dict, rng: dict, nets: Networks) -> None:
     """Load the checkpoint's weights (the model's, the objective's own networks', the moving
     average's), the optimizer state, the objective's generator and the global RNG states."""
-    model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
-    if owned is not None:
-        owned.load_state_dict(load_objective_weights(ckpt))
-    if ema is not None:
-        ema.load_state_dict(load_ema_weights(ckpt))
-    optimizer.load_state_dict(optim_state)
+    nets.model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+    if nets.owned is not None:
+        nets.owned.load_state_dict(load_objective_weights(ckpt))
+    if nets.ema is not None:
+        nets.ema.load_state_dict(load_ema_weights(ckpt))
+    nets.optimizer.load_state_dict(optim_state)
     saved = rng["objective"]  # older checkpoints hold the generator state alone
-    objective.load_state_dict(saved if isinstance(saved, dict) else {"generator": saved})
+    nets.objective.load_state_dict(saved if isinstance(saved, dict) else {"generator": saved})
     restore_rng(rng)
 
 
@@ -146,17 +130,8 @@ def resume_run(
     if state.get("densified"):  # the run had switched to dense before this checkpoint
         nets.optimizer, _ = switch_to_dense(nets.model, nets.optimizer, nets.new_optimizer)
     check_global_batch(ckpt, state, plan.rows_per_step, plan.cfg.train, world)
-    restore(
-        ckpt,
-        optim_state,
-        rng,
-        model=nets.model,
-        owned=nets.owned,
-        ema=nets.ema,
-        optimizer=nets.optimizer,
-        objective=nets.objective,
-    )
-    at = position_from(state, plan.phases, plan.sampler_for, nets.objective.flops_per_token)
+    restore(ckpt, optim_state, rng, nets)
+    at = position_from(state, plan, nets.objective.flops_per_token)
     plan.ledger.words_seen = state["ledger"]["words_seen"]
     if main:
         log.info("resumed from %s (step %d)", ckpt, at.step)
