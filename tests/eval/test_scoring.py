@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -205,6 +206,22 @@ def test_shared_prefixes_score_as_separate_sequences(toy, tiny_run, monkeypatch,
         assert scores == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
+def test_leaves_stay_out_of_the_forward_pass(toy, tiny_run):
+    """Only nodes with a child (and the root) are embedded and run through the blocks."""
+    m, tok = tiny_run.model, tiny_run.tokenizer
+    texts = ["the cat sat", "the cat ran", "the dog"]
+    seen = []
+    hook = m.embed.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape))
+    try:
+        scores = score_sentences(m, tok, texts, "causal")
+    finally:
+        hook.remove()
+    ids = [ids_of(tok, t) for t in texts]
+    nodes = len({tuple(i[:n]) for i in ids for n in range(1, len(i) + 1)})  # distinct prefixes
+    assert seen == [(1, nodes - len(texts))]  # one trie; the three last tokens are leaves
+    assert scores == pytest.approx([naive_causal(m, i) for i in ids], rel=1e-5)
+
+
 def test_shared_contexts_score_only_the_continuation(tiny_run, monkeypatch):
     monkeypatch.setattr(prefix_tree, "PACK_NODES", 8)
     m, tok = tiny_run.model, tiny_run.tokenizer
@@ -222,11 +239,15 @@ def test_tries_hold_every_sequence_once(toy, tiny_run):
     order = sorted(range(len(texts)), key=lambda i: texts[i])
     seen = set()
     nodes = 0
-    for tokens, depth, parent, seq, node, pos in prefix_tree.build_tries(
-        packed.flat, packed.starts, packed.lengths, order
-    ):
+    tries = list(prefix_tree.build_tries(packed.flat, packed.starts, packed.lengths, order))
+    assert len(tries) > 1
+    for tokens, depth, parent, seq, node, pos in tries:
         nodes += len(tokens)
-        assert len(tokens) <= prefix_tree.PACK_NODES and parent[0] == -1
+        body = prefix_tree.body_nodes(parent)
+        assert body.sum() <= prefix_tree.PACK_NODES and parent[0] == -1
+        # the leaves are exactly the nodes out of the body, and each one ends a sequence
+        assert not np.isin(np.flatnonzero(~body), parent).any()
+        assert set(np.flatnonzero(~body)) <= {node[seq == s][-1] for s in set(seq.tolist())}
         assert (depth[1:] == depth[parent[1:]] + 1).all()  # a child sits one below its parent
         for s in set(seq.tolist()):
             path = node[seq == s]
@@ -237,8 +258,9 @@ def test_tries_hold_every_sequence_once(toy, tiny_run):
     assert seen == set(range(len(texts)))
     assert nodes < packed.lengths.sum()  # duplicates and shared prefixes are stored once
     longest = int(packed.lengths.max())
-    small = prefix_tree.build_tries(packed.flat, packed.starts, packed.lengths, order, cap=4)
-    assert max(len(t[0]) for t in small) == longest  # the cap binds; one sequence still fits
+    small = list(prefix_tree.build_tries(packed.flat, packed.starts, packed.lengths, order, cap=4))
+    body = [prefix_tree.body_nodes(t[2]).sum() for t in small]
+    assert max(body) <= longest and len(small) > len(tries)  # the cap binds; any sequence fits
 
 
 def test_a_long_prompt_is_stored_once_for_its_continuations(toy, tiny_run, monkeypatch):

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from thrifty.data.tokenizer import BOS_ID, MASK_ID
 from thrifty.errors import UserError
-from thrifty.eval.prefix_tree import build_tries, score_tries
+from thrifty.eval.prefix_tree import body_nodes, build_tries, score_tries
 from thrifty.eval.readout import hidden_at
 from thrifty.models.transformer import Transformer
 
@@ -125,15 +125,29 @@ def _rows(packed: Packed, seqs: np.ndarray, width: int, source: np.ndarray | Non
     return np.where(valid, source[np.minimum(idx, len(source) - 1)], 0), valid
 
 
-def _token_logprobs(model, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log p(target) for (M, C) hidden states, the head run in chunks to bound memory."""
-    rows = head_rows(model.cfg.vocab_size, hidden.device)
-    out = []
-    for h, t in zip(hidden.split(rows), targets.split(rows), strict=True):
-        logits = model.logits(h).float()  # (m, V)
-        # = logit[t] - logsumexp(logits); the fused kernel is ~25% faster on CPU
-        out.append(-F.cross_entropy(logits, t, reduction="none"))
-    return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+def _token_logprobs(
+    model, hidden: torch.Tensor, targets: torch.Tensor, rows: np.ndarray | None = None
+) -> torch.Tensor:
+    """log p(targets[j]) for (M, C) hidden states, read at hidden[j], or at hidden[rows[j]]
+    for ``rows`` in nondecreasing order (each row's log-softmax is then computed once for all
+    the targets that read it). The head runs in chunks of rows to bound memory."""
+    chunk = head_rows(model.cfg.vocab_size, hidden.device)
+    if rows is None:
+        out = []
+        for h, t in zip(hidden.split(chunk), targets.split(chunk), strict=True):
+            logits = model.logits(h).float()  # (m, V)
+            # = logit[t] - logsumexp(logits); the fused kernel is ~25% faster on CPU
+            out.append(-F.cross_entropy(logits, t, reduction="none"))
+        return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+    out = hidden.new_empty(len(targets), dtype=torch.float32)
+    starts = range(0, len(hidden), chunk)
+    bounds = np.searchsorted(rows, [*starts, len(hidden)])  # the targets of each chunk of rows
+    read = torch.from_numpy(rows).to(hidden.device)
+    for i, s in enumerate(starts):
+        a, b = int(bounds[i]), int(bounds[i + 1])
+        logp = model.logits(hidden[s : s + chunk]).float().log_softmax(-1)
+        out[a:b] = logp[read[a:b] - s, targets[a:b]]
+    return out
 
 
 def _causal(model, packed: Packed, cap: int, device: torch.device) -> np.ndarray:
@@ -175,7 +189,8 @@ def _causal_batched(model, packed: Packed, cap: int, device: torch.device) -> np
 
 
 def _nodes(trie: tuple[np.ndarray, ...]) -> int:
-    return len(trie[0])
+    """Nodes of a trie that run through the blocks (its row of a batch)."""
+    return int(body_nodes(trie[2]).sum())
 
 
 def _masked(
