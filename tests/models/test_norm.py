@@ -1,4 +1,4 @@
-"""RMSNorm: the CPU training path (fused forward, hand-written backward) against F.rms_norm."""
+"""RMSNorm: the CPU paths (one-reduction forward, hand-written backward) against F.rms_norm."""
 
 from __future__ import annotations
 
@@ -34,11 +34,24 @@ def test_training_forward_and_gradients_equal_f_rms_norm(dtype):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_frozen_weight_gets_no_gradient_and_no_grad_takes_f_rms_norm(monkeypatch):
+def test_frozen_weight_gets_no_gradient():
     norm = RMSNorm(8, 1e-5).requires_grad_(False)
     x = torch.randn(3, 8, requires_grad=True)
     norm(x).sum().backward()
     assert norm.weight.grad is None and x.grad is not None
-    monkeypatch.setattr(_RMSNormFunction, "apply", None)  # scoring must not need it
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_scoring_forward_equals_f_rms_norm(monkeypatch, dtype):
+    torch.manual_seed(1)
+    norm = RMSNorm(16, 1e-5)
     with torch.no_grad():
-        torch.testing.assert_close(norm(x), F.rms_norm(x, (8,), norm.weight, 1e-5))
+        norm.weight.uniform_(0.5, 1.5)
+    x = (torch.randn(6, 16) * torch.logspace(-3, 3, 6)[:, None]).to(dtype)
+    x[0] = 0  # an all-zero row stays zero
+    monkeypatch.setattr(_RMSNormFunction, "apply", None)  # scoring must not need it
+    with torch.inference_mode():
+        out = norm(x)
+    expected = F.rms_norm(x.float(), (16,), norm.weight, 1e-5).type_as(x)
+    assert out.dtype == dtype and not out[0].any()
+    torch.testing.assert_close(out, expected)
