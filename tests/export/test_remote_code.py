@@ -63,7 +63,8 @@ def test_masked_lm_logits_match_thrifty_bidirectional(runs, exported, name, pad)
         causal = run.model.logits(run.model(ids, causal=True))
     assert got.dtype == torch.float32
     keep = real[..., None].expand_as(got)  # outputs at padded positions are never read
-    torch.testing.assert_close(got[keep], expected[keep], atol=1e-5, rtol=1e-5)
+    # fp32 rounding: thrifty's CPU RMSNorm sums the squares in another order than F.rms_norm
+    torch.testing.assert_close(got[keep], expected[keep], atol=5e-5, rtol=1e-5)
     assert not torch.allclose(got[keep], causal[keep], atol=1e-3)  # really bidirectional
 
 

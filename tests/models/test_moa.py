@@ -60,7 +60,8 @@ def test_one_expert_is_mha(share_kv, causal, masked):
     x, real = padded_input()
     mask = real[:, None, None, :] if masked else None
     want = mha(x, COS, SIN, causal, mask)
-    torch.testing.assert_close(layer(x, COS, SIN, causal, mask), want, rtol=0, atol=0)
+    # fp32 rounding only: with gradients on, causal MHA on a CPU takes its own attention kernel
+    torch.testing.assert_close(layer(x, COS, SIN, causal, mask), want)
 
 
 @pytest.mark.parametrize("share_kv", [False, True])

@@ -109,7 +109,9 @@ def test_probe_rewinds_the_objective_so_the_weighted_pass_sees_the_same_masks(na
     batch = Batch(windows(), progress=0.5, micro=1)
     first = probe(objective, batch)
     again = objective(batch)
-    assert torch.equal(first, again.sample_losses)
+    # equal up to the rounding of the kernels taken without and with gradients; other masks
+    # would move each row's mean loss far more
+    torch.testing.assert_close(first, again.sample_losses.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_global_batch_normalisation_under_data_parallelism():

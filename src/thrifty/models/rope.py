@@ -93,22 +93,24 @@ class _Rotate(torch.autograd.Function):
         ctx.save_for_backward(cos, sin)
         half = x.shape[-1] // 2
         c1, c2, s1, s2 = cos[..., :half], cos[..., half:], sin[..., :half], sin[..., half:]
-        return _rotate_halves(x, c1, c2, -s1, s2)
+        return rotate_halves(x, c1, c2, -s1, s2)
 
     @staticmethod
     def backward(ctx, grad):
         cos, sin = ctx.saved_tensors
         half = grad.shape[-1] // 2
         c1, c2, s1, s2 = cos[..., :half], cos[..., half:], sin[..., :half], sin[..., half:]
-        return _rotate_halves(grad, c1, c2, s2, -s1), None, None
+        return rotate_halves(grad, c1, c2, s2, -s1), None, None
 
 
-def _rotate_halves(x, c1, c2, a, b) -> torch.Tensor:
-    """[x1 c1 + x2 a, x2 c2 + x1 b] for the halves x1, x2 of x's last dimension."""
+def rotate_halves(x, c1, c2, a, b, out: torch.Tensor | None = None) -> torch.Tensor:
+    """[x1 c1 + x2 a, x2 c2 + x1 b] for the halves x1, x2 of x's last dimension, into ``out``
+    (any strides) or a new tensor."""
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
-    shape = torch.broadcast_shapes(x.shape, (*c1.shape[:-1], x.shape[-1]))
-    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    if out is None:
+        shape = torch.broadcast_shapes(x.shape, (*c1.shape[:-1], x.shape[-1]))
+        out = torch.empty(shape, dtype=x.dtype, device=x.device)
     out1, out2 = out[..., :half], out[..., half:]
     torch.mul(x1, c1, out=out1).addcmul_(x2, a)
     torch.mul(x2, c2, out=out2).addcmul_(x1, b)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from thrifty.models.attention import cpu_training
 from thrifty.models.attention.base import ATTENTIONS, score_flops
 from thrifty.models.attention.kernel import scaled_dot_product
 from thrifty.models.linear import make_linear
@@ -44,7 +45,10 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).unbind(2)
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads)
+        if cpu_training.applies(qkv, cos, mask):
+            return self.out(cpu_training.rope_attention(qkv, cos, sin, causal))
+        q, k, v = qkv.unbind(2)
         return self.out(attend(q, k, v, cos, sin, causal, mask))
 
 
