@@ -104,3 +104,19 @@ def test_fused_accuracy_is_argmax_accuracy_and_counts_ties_as_hits():
         # all logits equal: every target ties the top logit
         _, _, metrics = token_term(model, torch.zeros_like(hidden), targets, None, 0.0)
     assert metrics["accuracy"] == 1.0
+
+
+def test_fused_loss_of_a_target_far_below_the_top_logit():
+    """p(target) from the softmax underflows once its logit is ~100 nats below the others';
+    such rows take logsumexp - logit, so the loss stays exact and finite."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(size="nano", vocab_size=97, max_seq_len=32))
+    u = torch.randn(model.cfg.d_model)
+    with torch.no_grad():
+        model.embed.weight[4] = -u / u.square().sum()  # token 4's logit: -scale
+    hidden = (u * torch.tensor([1.0, 30.0, 300.0])[:, None])[:, None]  # (3, 1, C)
+    targets = torch.full((3, 1), 4)
+    _, per_row, _ = token_term(model, hidden, targets, None)
+    expected = F.cross_entropy(model.logits(hidden[:, 0]), targets[:, 0], reduction="none")
+    assert per_row[2] > 300 and torch.isfinite(per_row).all()
+    torch.testing.assert_close(per_row, expected.detach(), rtol=1e-5, atol=1e-5)

@@ -61,6 +61,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
         rows = min(chunk, N)
         logits_buffer = hidden.new_empty(rows, V, dtype=matmul_dtype)
         probs_buffer = hidden.new_empty(rows, V, dtype=torch.float32)
+        unit = not z_loss and bool((coef == 1).all())  # the gradient is softmax − onehot itself
         for s in range(0, N, chunk):
             h, y, c = h_all[s : s + chunk], targets[s : s + chunk], coef[s : s + chunk]
             n = len(y)
@@ -75,18 +76,20 @@ class _HeadCrossEntropy(torch.autograd.Function):
             target_logit = logits.gather(1, y[:, None]).squeeze(1)
             correct += (target_logit >= top).sum()  # a tie for the top logit counts as a hit
             # torch.softmax's fused kernel is ~2x faster on CPU than max-subtract + exp_ + sum.
-            # logsumexp = top - log p_top, and p_top >= 1/V, so the log is well conditioned.
             probs = torch.softmax(logits, -1, out=probs_buffer[:n])  # in place under bf16
-            lse = top - probs.amax(-1).log()
-            loss = lse - target_logit
             if z_loss:
-                loss = loss + z_loss * lse.square()
+                # logsumexp = top - log p_top, and p_top >= 1/V, so the log is well conditioned.
+                lse = top - probs.amax(-1).log()
+                loss = lse - target_logit + z_loss * lse.square()
+            else:
+                loss = _target_nll(probs, y, top, target_logit)
             losses[s : s + chunk] = loss
             if grad_h is None and grad_w is None:
                 continue
             # d loss_i / d logits = softmax · (1 + 2·z·lse) − onehot(y), times coef_i
-            scale = c * (1 + 2 * z_loss * lse) if z_loss else c
-            probs.mul_(scale[:, None]).scatter_add_(1, y[:, None], -c[:, None])
+            if not unit:
+                probs.mul_((c * (1 + 2 * z_loss * lse) if z_loss else c)[:, None])
+            probs.scatter_add_(1, y[:, None], -c[:, None])
             # fp32: the gradient is probs itself; bf16: cast into the logits' buffer, now free
             g = probs if probs.dtype == matmul_dtype else logits_buffer[:n].copy_(probs)
             if grad_h is not None:
@@ -115,6 +118,23 @@ class _HeadCrossEntropy(torch.autograd.Function):
             None,
             None,
         )
+
+
+# Below this probability the log of the softmax's own value loses precision (fp32's smallest
+# normal is ~1.2e-38): such targets (a loss above ~69 nats) take logsumexp - logit instead.
+_SMALLEST_TARGET_PROB = 1e-30
+
+
+def _target_nll(probs, targets, top, target_logit) -> torch.Tensor:
+    """-log p(target) per row from the softmax just computed: a gather and a log, where
+    logsumexp - logit would read the whole row once more for its maximum probability."""
+    p = probs.gather(1, targets[:, None]).squeeze(1)
+    loss = -p.log()
+    far = p < _SMALLEST_TARGET_PROB
+    if far.any():  # rare; a host read is free on this CPU-only path
+        lse = top[far] - probs[far].amax(-1).log()
+        loss[far] = lse - target_logit[far]
+    return loss
 
 
 def token_term(
