@@ -136,8 +136,9 @@ def score_tries(model, tries, device, token_logprobs) -> tuple[np.ndarray, ...]:
     for block in model.blocks:
         x = block(x, cos, sin, False, mask)
     hidden = model.norm(x)  # (B, N, C)
-    lengths = np.array([len(body[0]) for body in bodies])
-    h = hidden[torch.from_numpy(np.arange(ids.shape[1]) < lengths[:, None]).to(device)]
+    width = ids.shape[1]
+    real = np.concatenate([b * width + np.arange(len(body[0])) for b, body in enumerate(bodies)])
+    h = hidden.flatten(0, 1)[torch.from_numpy(real).to(device)]  # indices: no count to read back
     edge_rows = np.concatenate(rows)  # into h: the body nodes, trie by trie
     by_row = np.argsort(edge_rows, kind="stable")
     edge_targets = torch.from_numpy(np.concatenate(targets)[by_row]).to(device)
