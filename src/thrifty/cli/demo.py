@@ -10,7 +10,7 @@ step (the very weights the run starts from) and after the last, with the differe
 number of steps is sized from a quick measurement of this machine's matmul speed so that the
 whole demo stays under ten minutes; the output says what it measured and chose. On a CPU that
 multiplies in bf16 much faster than in fp32 (AVX-512 BF16, AMX) it trains under bf16 autocast
-(``--precision auto``), 1.5-2.2x the tokens per second, so the same minutes train more steps.
+(``--precision auto``), 1.5-2.3x the tokens per second, so the same minutes train more steps.
 """
 
 from __future__ import annotations
