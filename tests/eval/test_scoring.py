@@ -206,7 +206,7 @@ def test_shared_prefixes_score_as_separate_sequences(toy, tiny_run, monkeypatch,
         assert scores == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
-def test_leaves_stay_out_of_the_forward_pass(toy, tiny_run):
+def test_leaves_stay_out_of_the_forward_pass(tiny_run):
     """Only nodes with a child (and the root) are embedded and run through the blocks."""
     m, tok = tiny_run.model, tiny_run.tokenizer
     texts = ["the cat sat", "the cat ran", "the dog"]
