@@ -37,7 +37,6 @@ from itertools import chain
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from thrifty.data.tokenizer import BOS_ID, MASK_ID
 from thrifty.errors import UserError
@@ -131,14 +130,8 @@ def _token_logprobs(
     """log p(targets[j]) for (M, C) hidden states, read at hidden[j], or at hidden[rows[j]]
     for ``rows`` in nondecreasing order (each row's log-softmax is then computed once for all
     the targets that read it). The head runs in chunks of rows to bound memory."""
+    rows = np.arange(len(targets)) if rows is None else rows
     chunk = head_rows(model.cfg.vocab_size, hidden.device)
-    if rows is None:
-        out = []
-        for h, t in zip(hidden.split(chunk), targets.split(chunk), strict=True):
-            logits = model.logits(h).float()  # (m, V)
-            # = logit[t] - logsumexp(logits); the fused kernel is ~25% faster on CPU
-            out.append(-F.cross_entropy(logits, t, reduction="none"))
-        return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
     out = hidden.new_empty(len(targets), dtype=torch.float32)
     starts = range(0, len(hidden), chunk)
     bounds = np.searchsorted(rows, [*starts, len(hidden)])  # the targets of each chunk of rows

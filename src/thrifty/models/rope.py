@@ -91,16 +91,22 @@ class _Rotate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, cos, sin):
         ctx.save_for_backward(cos, sin)
-        half = x.shape[-1] // 2
-        c1, c2, s1, s2 = cos[..., :half], cos[..., half:], sin[..., :half], sin[..., half:]
-        return rotate_halves(x, c1, c2, -s1, s2)
+        return rotate_halves(x, *rotation_halves(cos, sin)[0])
 
     @staticmethod
     def backward(ctx, grad):
         cos, sin = ctx.saved_tensors
-        half = grad.shape[-1] // 2
-        c1, c2, s1, s2 = cos[..., :half], cos[..., half:], sin[..., :half], sin[..., half:]
-        return rotate_halves(grad, c1, c2, s2, -s1), None, None
+        return rotate_halves(grad, *rotation_halves(cos, sin)[1]), None, None
+
+
+def rotation_halves(cos: torch.Tensor, sin: torch.Tensor, scale: float = 1.0):
+    """The tables' halves as :func:`rotate_halves` takes them, times ``scale``: for the rotation
+    (x · cos + rotate_half(x) · sin) and for its transpose (the gradient's rotation)."""
+    half = cos.shape[-1] // 2
+    c1, c2, s1, s2 = cos[..., :half], cos[..., half:], sin[..., :half], sin[..., half:]
+    if scale != 1.0:
+        c1, c2, s1, s2 = c1 * scale, c2 * scale, s1 * scale, s2 * scale
+    return (c1, c2, -s1, s2), (c1, c2, s2, -s1)
 
 
 def rotate_halves(x, c1, c2, a, b, out: torch.Tensor | None = None) -> torch.Tensor:

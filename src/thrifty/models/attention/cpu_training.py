@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from thrifty.models.rope import rotate_halves
+from thrifty.models.rope import rotate_halves, rotation_halves
 
 # Longest window given this path: the (B, H, T, T) probabilities it keeps for backward grow
 # with T², where the flash kernel's memory stays linear (and its tiles stop being small).
@@ -53,15 +53,6 @@ def rope_attention(
         return _RopeAttention.apply(qkv, cos.to(qkv.dtype), sin.to(qkv.dtype), causal)
 
 
-def _halves(cos: torch.Tensor, sin: torch.Tensor, scale: float = 1.0):
-    """The tables' halves as :func:`rotate_halves` takes them: forward (x · cos + rotate_half(x)
-    · sin) and its transpose (the gradient's rotation), times ``scale``."""
-    half = cos.shape[-1] // 2
-    c1, c2 = cos[:, :half] * scale, cos[:, half:] * scale
-    s1, s2 = sin[:, :half] * scale, sin[:, half:] * scale
-    return (c1, c2, -s1, s2), (c1, c2, s2, -s1)
-
-
 class _RopeAttention(torch.autograd.Function):
     """softmax(q kᵀ / √hd + causal mask) v with RoPE'd q and k, from and to the projections'
     layouts. The scale 1/√hd rides on the query's rotation tables (exact for hd = 4ⁿ)."""
@@ -71,7 +62,7 @@ class _RopeAttention(torch.autograd.Function):
         B, T, _, H, hd = qkv.shape
         heads = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, T, hd), views
         scale = hd**-0.5
-        (q_forward, _), (k_forward, _) = _halves(cos, sin, scale), _halves(cos, sin)
+        (q_forward, _), (k_forward, _) = rotation_halves(cos, sin, scale), rotation_halves(cos, sin)
         q = rotate_halves(heads[0], *q_forward).view(B * H, T, hd)  # scaled
         k = rotate_halves(heads[1], *k_forward).view(B * H, T, hd)
         v = heads[2].reshape(B * H, T, hd)
@@ -97,7 +88,10 @@ class _RopeAttention(torch.autograd.Function):
         grad_scores = torch._softmax_backward_data(
             torch.bmm(grad, v.transpose(1, 2)), probs, -1, probs.dtype
         )
-        (_, q_backward), (_, k_backward) = _halves(cos, sin, hd**-0.5), _halves(cos, sin)
+        (_, q_backward), (_, k_backward) = (
+            rotation_halves(cos, sin, hd**-0.5),
+            rotation_halves(cos, sin),
+        )
         grad_q = torch.bmm(grad_scores, k).view(B, H, T, hd)
         rotate_halves(grad_q, *q_backward, out=slots[0])
         grad_k = torch.bmm(grad_scores.transpose(1, 2), q).view(B, H, T, hd)
