@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from thrifty.models.linear import make_linear
 from thrifty.models.linear.base import matmul_params
 from thrifty.models.mlp.base import MLPS
+from thrifty.models.mlp.gated_product import gated_product
 
 
 @MLPS.register("swiglu")
@@ -33,5 +33,4 @@ class SwiGLU(nn.Module):
         return 6.0 * (matmul_params(self.gate_up) + matmul_params(self.down))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).split(self.d_ff, dim=-1)
-        return self.down(F.silu(gate) * up)
+        return self.down(gated_product(self.gate_up(x)))
