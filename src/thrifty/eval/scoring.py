@@ -136,9 +136,16 @@ def _token_logprobs(
     starts = range(0, len(hidden), chunk)
     bounds = np.searchsorted(rows, [*starts, len(hidden)])  # the targets of each chunk of rows
     read = torch.from_numpy(rows).to(hidden.device)
+    # A transformer's tied head writes every chunk's logits into one buffer, where they stay
+    # in cache; other models (ensembles) give fresh logits. The log-softmax overwrites them.
+    head = model.embed.weight if isinstance(model, Transformer) else None
+    buffer = None if head is None else hidden.new_empty(min(chunk, len(hidden)), len(head))
     for i, s in enumerate(starts):
         a, b = int(bounds[i]), int(bounds[i + 1])
-        logp = model.logits(hidden[s : s + chunk]).float().log_softmax(-1)
+        h = hidden[s : s + chunk]
+        logits = model.logits(h) if head is None else torch.mm(h, head.T, out=buffer[: len(h)])
+        logits = logits.float()
+        logp = torch.log_softmax(logits, -1, out=logits)
         out[a:b] = logp[read[a:b] - s, targets[a:b]]
     return out
 
