@@ -41,7 +41,7 @@ def test_the_function_takes_training_calls_only(monkeypatch):
     gate_up = torch.randn(3, 8, requires_grad=True)
     gated_product(gate_up).sum().backward()
     assert calls == [1]
-    with torch.no_grad():  # scoring: the plain expression, nothing kept for a backward
-        torch.testing.assert_close(gated_product(gate_up), _autograd_reference(gate_up))
-    gated_product(gate_up.detach())
+    with torch.no_grad():  # scoring: nothing kept for a backward, the same floats
+        assert torch.equal(gated_product(gate_up), _autograd_reference(gate_up))
+    assert torch.equal(gated_product(gate_up.detach()), _autograd_reference(gate_up.detach()))
     assert calls == [1]

@@ -20,10 +20,14 @@ import torch.nn.functional as F
 
 def gated_product(gate_up: torch.Tensor) -> torch.Tensor:
     """(..., 2F) projection output -> (..., F) silu(gate) · up."""
-    if gate_up.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
-        return _GatedProduct.apply(gate_up)
     gate, up = gate_up.chunk(2, dim=-1)
-    return F.silu(gate) * up
+    if not (gate_up.requires_grad and torch.is_grad_enabled()):
+        # Scoring: nothing is kept for a backward, so the product goes in place (BLiMP scoring
+        # of mini on a 2-core CPU, A/B in one process: 1-3% faster, the same floats).
+        return F.silu(gate).mul_(up)
+    if torch.compiler.is_compiling():
+        return F.silu(gate) * up
+    return _GatedProduct.apply(gate_up)
 
 
 class _GatedProduct(torch.autograd.Function):
