@@ -163,9 +163,11 @@ def _causal(model, packed: Packed, cap: int, device: torch.device) -> np.ndarray
     # Byte order is not integer order, but equal token prefixes are equal byte prefixes, so
     # sequences that share a prefix still end up next to each other.
     order = sorted(range(len(seq_bytes)), key=seq_bytes.__getitem__)
-    tries = build_tries(packed.flat, packed.starts, packed.lengths, order, cap)
-    tries = sorted(tries, key=_nodes)
-    for part in _batches(np.array([_nodes(t) for t in tries]), cap):
+    tries = list(build_tries(packed.flat, packed.starts, packed.lengths, order, cap))
+    sizes = np.array([_nodes(t) for t in tries])
+    by_size = np.argsort(sizes, kind="stable")
+    tries, sizes = [tries[i] for i in by_size], sizes[by_size]
+    for part in _batches(sizes, cap):
         seqs, pos, logp = score_tries(model, tries[part], device, _token_logprobs)
         keep = pos >= packed.first[seqs]
         np.add.at(scores, seqs[keep], logp[keep])
