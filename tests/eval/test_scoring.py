@@ -286,3 +286,25 @@ def test_readout_equals_the_full_forward(tiny_run, padded):
     with torch.no_grad():
         full = m(ids, causal=False, padding=padding)[torch.arange(5), read]
         assert torch.allclose(hidden_at(m, ids, padding, read), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_readout_with_sentences_shared_equals_the_full_forward(tiny_run, padded):
+    """Copies that differ from their sentence at one or more tokens (``<mask>`` or any other),
+    their first block's projection gathered from the sentences', match the full forward."""
+    m = tiny_run.model
+    g = torch.Generator().manual_seed(3)
+    sentences = torch.randint(6, m.cfg.vocab_size, (2, 9), generator=g)
+    row_sentence = torch.tensor([0, 0, 1, 1, 1])
+    ids = sentences[row_sentence].clone()
+    ids[0, 2] = ids[2, 4] = ids[3, 0] = MASK_ID
+    ids[1, 5:7] = MASK_ID
+    ids[4, 1] = 7  # a replacement that is not the mask
+    read = torch.tensor([2, 5, 4, 0, 8])
+    padding = None
+    if padded:
+        padding = torch.arange(9)[None] < torch.tensor([9, 9, 6, 6, 6])[:, None]
+    with torch.no_grad():
+        full = m(ids, causal=False, padding=padding)[torch.arange(5), read]
+        shared = hidden_at(m, ids, padding, read, (sentences, row_sentence))
+    torch.testing.assert_close(shared, full, atol=1e-5, rtol=1e-5)

@@ -219,7 +219,10 @@ def _masked(
             ids[r, pos] = MASK_ID
         padding = None if valid.all() else torch.from_numpy(valid).to(device)
         read = torch.from_numpy(pos - shift).to(device)
-        h = hidden_at(model, torch.from_numpy(ids).to(device), padding, read)  # (B, C)
+        distinct, row_sentence = np.unique(seqs, return_inverse=True)
+        sentences = torch.from_numpy(_rows(packed, distinct, width)[0]).to(device)
+        source = (sentences, torch.from_numpy(row_sentence).to(device))
+        h = hidden_at(model, torch.from_numpy(ids).to(device), padding, read, source)  # (B, C)
         logp = _token_logprobs(model, h, torch.from_numpy(targets).to(device))
         np.add.at(scores, seqs, logp.double().cpu().numpy())
     return scores
