@@ -23,8 +23,9 @@ on CPU).
 - ``mlm`` / ``mntp``: the masked copies of *many* sentences share each forward pass: copies are
   jobs (sentence, position), sorted by sentence length and cut into batches under the cap, so
   batches are nearly pad-free; each batch's copies are built with numpy indexing when it runs
-  (never all at once). The last block and the LM head run only at the read position of each
-  copy (:mod:`thrifty.eval.readout`).
+  (never all at once). The first block's q/k/v projection runs once per sentence of a batch,
+  the last block and the LM head only at the read position of each copy
+  (:mod:`thrifty.eval.readout`).
 """
 
 from __future__ import annotations
