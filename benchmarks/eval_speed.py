@@ -23,6 +23,8 @@ Contenders, scoring the same distinct sentences of the same BLiMP pairs:
     directions (``LlamaForCausalLM`` uses a 4-D mask as given); log-softmax at the masked
     position, gather, sum per sentence. The same bidirectional network thrifty's ``mlm``
     backend runs: the Llama layout with the attention mask lifted.
+  - ``mntp``: the same loop, with the prediction for the token masked at t read at t − 1
+    (GPT-BERT's masked next-token prediction, thrifty's ``mntp`` backend).
 
 Both run under ``torch.inference_mode`` on ``--threads`` threads in fp32 on the CPU. They take
 turns paradigm by paradigm (which one goes first alternates), so bursts of load from other
@@ -68,8 +70,11 @@ def minicons_scores(scorer, sentences: list[str], batch: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def batched_pll_scores(model, tokenizer, sentences: list[str], batch: int) -> np.ndarray:
-    """Pseudo-log-likelihoods from padded batches of masked copies (see the module docstring)."""
+def batched_pll_scores(
+    model, tokenizer, sentences: list[str], batch: int, shift: int = 0
+) -> np.ndarray:
+    """Pseudo-log-likelihoods from padded batches of masked copies (see the module docstring),
+    the token masked at t read at t − ``shift`` (0: mlm, 1: mntp)."""
     encoded = [tokenizer(s)["input_ids"] for s in sentences]  # <s> + tokens
     copies = [(i, t) for i, ids in enumerate(encoded) for t in range(1, len(ids))]
     out = np.zeros(len(sentences))
@@ -87,7 +92,7 @@ def batched_pll_scores(model, tokenizer, sentences: list[str], batch: int) -> np
         targets = ids[rows, pos].clone()
         ids[rows, pos] = MASK_ID
         mask = real[:, None, None, :].expand(-1, 1, width, -1)  # every query sees real keys
-        logits = model(ids, attention_mask=mask).logits[rows, pos]  # (n, V)
+        logits = model(ids, attention_mask=mask).logits[rows, pos - shift]  # (n, V)
         logp = logits.log_softmax(-1).gather(1, targets[:, None])[:, 0]
         np.add.at(out, [i for i, _ in part], logp.double().numpy())
     return out
@@ -96,7 +101,8 @@ def batched_pll_scores(model, tokenizer, sentences: list[str], batch: int) -> np
 def reference_scores(refs: dict, sentences: list[str], backend: str, batch: int) -> np.ndarray:
     if backend == "causal":
         return minicons_scores(refs["minicons"], sentences, batch)
-    return batched_pll_scores(refs["model"], refs["tokenizer"], sentences, batch)
+    shift = 1 if backend == "mntp" else 0
+    return batched_pll_scores(refs["model"], refs["tokenizer"], sentences, batch, shift)
 
 
 def decisions(pairs, index: dict[str, int], scores: np.ndarray) -> np.ndarray:
@@ -186,7 +192,11 @@ def run_whole_task(backend, cap, loaded, refs, ref_batch, pairs, rounds: int) ->
     return result_row(backend, pairs, index, ours, ref, seconds)
 
 
-REFERENCES = {"causal": "minicons IncrementalLMScorer", "mlm": "batched padded HF loop"}
+REFERENCES = {
+    "causal": "minicons IncrementalLMScorer",
+    "mlm": "batched padded HF loop",
+    "mntp": "batched padded HF loop",
+}
 
 
 def table(rows: list[dict]) -> str:
@@ -212,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", help="run or checkpoint folder (a causal or GPT-BERT model)")
     p.add_argument("--blimp", required=True, help="BLiMP folder of *.jsonl[.gz]")
     p.add_argument("--pairs-per-paradigm", type=int, help="seeded subsample (default: all)")
-    p.add_argument("--backends", default="causal,mlm", help="comma-separated: causal, mlm")
+    p.add_argument("--backends", default="causal,mlm", help="comma-separated: causal, mlm, mntp")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-batch-tokens", type=int, default=CPU_BATCH_TOKENS)
     p.add_argument(
